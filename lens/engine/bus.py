@@ -1,0 +1,87 @@
+"""The results bus: ZeroMQ PUB of (topic, msgpack payload) messages, and its subscriber.
+
+Topics: `result.<camera>` and `event.<kind>`. The publisher is an XPUB with XPUB_NODROP: when an
+external subscriber is slower than the pipeline and its queue (high-water mark) is full, the send
+fails instead of silently discarding, and the loss is counted (`bus_dropped`). lens never waits
+for an external subscriber.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgpack
+import zmq
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(data: bytes | memoryview) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def result_topic(camera: str) -> bytes:
+    return f"result.{camera}".encode()
+
+
+def event_topic(kind: str) -> bytes:
+    return f"event.{kind}".encode()
+
+
+class Publisher:
+    """Bound XPUB socket that never blocks; counts what it could not deliver."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, hwm: int = 10000) -> None:
+        self.sock = ctx.socket(zmq.XPUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SNDHWM, hwm)
+        self.sock.setsockopt(zmq.XPUB_NODROP, 1)
+        self.sock.bind(endpoint)
+        self.endpoint = endpoint
+        self.sent = 0
+        self.dropped = 0
+
+    def publish(self, topic: bytes, payload: bytes) -> bool:
+        """Send one message; False (and counted) if a subscriber's queue is full."""
+        try:
+            self.sock.send_multipart((topic, payload), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.dropped += 1
+            return False
+        self.sent += 1
+        return True
+
+    def drain_subscriptions(self) -> None:
+        """Consume (un)subscribe notifications so they do not pile up."""
+        while True:
+            try:
+                self.sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+class Subscriber:
+    """Connects to a results bus; yields (topic, decoded envelope)."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, topics: Iterable[str] = ("",), hwm: int = 100000) -> None:
+        self.sock = ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVHWM, hwm)
+        for t in topics:
+            self.sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        self.sock.connect(endpoint)
+
+    def recv(self, timeout_ms: int | None = None) -> tuple[str, dict[str, Any]] | None:
+        if timeout_ms is not None and not self.sock.poll(timeout_ms):
+            return None
+        topic, payload = self.sock.recv_multipart()
+        return topic.decode(), unpack(payload)
+
+    def close(self) -> None:
+        self.sock.close(linger=0)

@@ -1,0 +1,36 @@
+"""Internal messages on the hub socket (the dispatcher's ROUTER; captures and workers are DEALERs).
+
+Every message is multipart: a type frame, then msgpack frames. These never leave the machine;
+the public contract is the results bus (lens.engine.bus).
+
+    capture -> hub   HELLO  [camera_index, ring_name, paced]
+                     FRAME  [camera_index, slot, seq, frame_id, captured_at]
+                     EOS    camera_index                       (a finite source has ended)
+                     EVENT  kind, {fields}                      (published as event.<kind>)
+    hub -> capture   CREDIT n                                   (paced sources: produce n more)
+    worker -> hub    READY                                      (on start: idle, holds no job)
+                     RESULT [result_id, camera_index, outcome], envelope (msgpack, forwarded as is)
+    hub -> worker    JOB    Job.to_wire()
+"""
+
+from __future__ import annotations
+
+HELLO = b"H"
+FRAME = b"F"
+EOS = b"E"
+EVENT = b"V"
+CREDIT = b"C"
+READY = b"R"
+RESULT = b"S"
+JOB = b"J"
+
+# RESULT outcome
+PASSED, FAILED, ERROR, OVERRUN = 0, 1, 2, 3
+
+
+def capture_identity(index: int) -> bytes:
+    return f"cap:{index}".encode()
+
+
+def worker_identity(index: int) -> bytes:
+    return f"wrk:{index}".encode()

@@ -1,0 +1,131 @@
+"""One small base for every lens child process: title, signals, parent-death, logging, stop."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lens.config.models import PipelineConfig
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+SPAWN = mp.get_context("spawn")
+
+log = logging.getLogger("lens")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a child needs to join a run; picklable, passed at spawn."""
+
+    prefix: str  # lens_<pid>_<token>: names of every segment and socket of this run
+    run_dir: str  # folder of the ipc:// sockets
+    supervisor_pid: int
+    config: PipelineConfig
+    log_level: int = logging.INFO
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hub_endpoint(self) -> str:
+        return f"ipc://{Path(self.run_dir) / 'hub'}"
+
+    @property
+    def stats_name(self) -> str:
+        return f"{self.prefix}_stats"
+
+    @property
+    def cameras(self) -> list[str]:
+        return [c.id for c in self.config.cameras]
+
+    def ring_name(self, camera: str, generation: int = 0) -> str:
+        return f"{self.prefix}_ring_{camera}_g{generation}"
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGTERM us when our parent dies (even by SIGKILL); exit now if it already has."""
+    libc = _libc()
+    if libc is not None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(0)
+
+
+def set_title(title: str) -> None:
+    libc = _libc()
+    if libc is not None:
+        libc.prctl(_PR_SET_NAME, ctypes.c_char_p(title.encode()[:15]), 0, 0, 0)
+
+
+def setup_logging(level: int, name: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {name} %(levelname)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class LensProcess(SPAWN.Process):  # type: ignore[name-defined,misc]
+    """Base of capture, dispatcher and worker processes.
+
+    Subclasses implement `setup()`, `loop()` (return when `self.stopping` is set) and `teardown()`.
+    SIGTERM (sent by the supervisor, or by the kernel when the supervisor dies) sets the stop event;
+    SIGINT is ignored so that Ctrl-C reaches only the supervisor, which stops children in order.
+    """
+
+    role = "process"
+
+    def __init__(self, ctx: RunContext, name: str) -> None:
+        super().__init__(name=name, daemon=False)
+        self.ctx = ctx
+        self.ready = SPAWN.Event()
+        self.stop_event: threading.Event = None  # type: ignore[assignment]  # made in the child
+
+    @property
+    def stopping(self) -> bool:
+        if self.stop_event.is_set():
+            return True
+        if os.getppid() != self.ctx.supervisor_pid:  # belt and braces beside PDEATHSIG
+            self.stop_event.set()
+            return True
+        return False
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop_event.set()
+
+    def run(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        die_with_parent(self.ctx.supervisor_pid)
+        set_title(f"lens-{self.name}")
+        setup_logging(self.ctx.log_level, self.name)
+        self.stop_event = threading.Event()
+        try:
+            self.setup()
+            self.ready.set()
+            self.loop()
+        finally:
+            self.teardown()
+
+    def setup(self) -> None:
+        pass
+
+    def loop(self) -> None:
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        pass

@@ -1,0 +1,157 @@
+"""The supervisor: starts every process of a run, restarts the ones that crash, stops them all.
+
+Start order: dispatcher (binds the hub and the results bus), one worker alone (so a cold numba
+cache is compiled once, not by every worker at the same time), the other workers, the captures.
+Stop order: captures, workers, dispatcher; SIGTERM, then SIGKILL after a grace period. At exit
+every segment and socket file with the run's prefix is removed; at start, those of dead runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lens.config.models import PipelineConfig
+from lens.engine import shm
+from lens.engine.process import LensProcess, RunContext
+from lens.engine.stats import RUN, Stats
+
+log = logging.getLogger("lens.supervisor")
+
+READY_TIMEOUT_S = 180.0  # a worker compiling every kernel cold on a loaded 2-core machine
+STOP_GRACE_S = 5.0
+
+
+class StartError(RuntimeError):
+    """A process could not start; the message says which (its log has why)."""
+
+
+@dataclass
+class Slot:
+    """One supervised process and its restart history."""
+
+    make: Callable[[], LensProcess]
+    proc: LensProcess
+    restarts: int = 0
+    next_start: float = 0.0
+    recent: list[float] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(self, config: PipelineConfig, log_level: int = logging.INFO) -> None:
+        self.config = config
+        prefix = shm.new_run_prefix()
+        self.ctx = RunContext(prefix, str(shm.run_dir(prefix)), os.getpid(), config, log_level)
+        self.slots: dict[str, Slot] = {}
+        self.stats: Stats | None = None
+        self.started_at = 0.0
+
+    # -- start --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        stale = shm.clean_stale()
+        if stale:
+            log.warning("removed %d segment(s)/folder(s) left by a killed run: %s", len(stale), ", ".join(stale))
+        try:
+            from lens.capture.process import CaptureProcess
+            from lens.inspect.worker import WorkerProcess
+            from lens.triggers.dispatcher import Dispatcher
+
+            self.stats = Stats.create(self.ctx.stats_name, self.ctx.cameras)
+            self.started_at = time.time()
+            self._spawn("dispatcher", lambda: Dispatcher(self.ctx), wait=True)
+            n = self.config.inspection.workers
+            for i in range(n):
+                self._spawn(f"worker-{i}", lambda i=i: WorkerProcess(self.ctx, i), wait=(i == 0))
+            for i, cam in enumerate(self.config.cameras):
+                self._spawn(f"capture-{cam.id}", lambda i=i: CaptureProcess(self.ctx, i), wait=False)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, name: str, make: Callable[[], LensProcess], wait: bool) -> None:
+        proc = make()
+        proc.start()
+        self.slots[name] = Slot(make, proc)
+        if wait:
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while not proc.ready.wait(0.1):
+                if not proc.is_alive():
+                    raise StartError(f"{name} exited during start (exit code {proc.exitcode}); see its log above")
+                if time.monotonic() > deadline:
+                    raise StartError(f"{name} not ready after {READY_TIMEOUT_S:.0f} s")
+
+    # -- watch --------------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Restart crashed children (with backoff); call a few times a second."""
+        now = time.monotonic()
+        for name, slot in self.slots.items():
+            proc = slot.proc
+            if proc.is_alive():
+                continue
+            if slot.next_start == 0.0:  # just noticed
+                proc.join(0)
+                slot.recent = [t for t in slot.recent if now - t < 60.0] + [now]
+                delay = min(10.0, 0.25 * 2 ** (len(slot.recent) - 1))
+                slot.next_start = now + delay
+                log.error("%s exited with code %s; restarting in %.2f s", name, proc.exitcode, delay)
+                continue
+            if now >= slot.next_start:
+                slot.proc = slot.make()
+                slot.proc.start()
+                slot.restarts += 1
+                slot.next_start = 0.0
+                assert self.stats is not None
+                self.stats.run[RUN["restarts"]] += 1
+
+    @property
+    def finished(self) -> bool:
+        """True once every source has ended and every frame was answered (finite sources only)."""
+        return bool(self.stats is not None and self.stats.run[RUN["sources_done"]])
+
+    def status(self) -> dict[str, Any]:
+        assert self.stats is not None
+        snap = self.stats.snapshot()
+        snap["processes"] = {
+            name: {"pid": s.proc.pid, "alive": s.proc.is_alive(), "restarts": s.restarts}
+            for name, s in self.slots.items()
+        }
+        snap["uptime_s"] = time.time() - self.started_at
+        return snap
+
+    def pids(self) -> dict[str, int | None]:
+        return {name: s.proc.pid for name, s in self.slots.items()}
+
+    # -- stop ---------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop every child (captures, then workers, then the dispatcher) and remove the run's files."""
+        order = sorted(self.slots, key=lambda n: (0 if n.startswith("capture") else 1 if n.startswith("worker")
+                                                  else 2))
+        for group in ("capture", "worker", "dispatcher"):
+            procs = [self.slots[n].proc for n in order if n.startswith(group)]
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+            deadline = time.monotonic() + STOP_GRACE_S
+            for p in procs:
+                p.join(max(0.0, deadline - time.monotonic()))
+                if p.is_alive():
+                    log.warning("%s did not stop in %.0f s; killed", p.name, STOP_GRACE_S)
+                    p.kill()
+                    p.join(2.0)
+        for slot in self.slots.values():
+            if slot.proc.exitcode is not None:
+                slot.proc.close()
+        self.slots.clear()
+        if self.stats is not None:
+            self.stats.close()
+            self.stats = None
+        shm.remove_segments(self.ctx.prefix)
+        shutil.rmtree(self.ctx.run_dir, ignore_errors=True)

@@ -1,0 +1,46 @@
+"""The tool chain: runs the configured tools in order on one frame and builds their results."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from lens.config.models import InspectionConfig
+from lens.inspect.tools import Canvas, Tool, make_tool
+
+
+class ToolChain:
+    """Built once per inspection config version; `run` is called per frame (no per-frame setup)."""
+
+    def __init__(self, config: InspectionConfig, version: int = 1) -> None:
+        self.config = config
+        self.version = version
+        self.tools: list[Tool] = [make_tool(t) for t in config.tools]
+        self.canvas = Canvas()
+
+    def run(self, frame: np.ndarray) -> tuple[dict[str, Any], bool]:
+        """Returns (tools, passed): each tool's result dict, and whether every tool passed.
+        Raises ToolError if a tool cannot run on this frame."""
+        canvas = self.canvas
+        canvas.reset(frame)
+        values: dict[str, dict[str, float]] = {}
+        results: dict[str, Any] = {}
+        passed = True
+        for tool in self.tools:
+            t0 = time.perf_counter_ns()
+            m = tool.measure(canvas, values)
+            elapsed_us = (time.perf_counter_ns() - t0) / 1000.0
+            ok = tool.judge(m)
+            passed = passed and ok
+            out: dict[str, Any] = {"type": tool.type, "value": m.value, "pass": ok,
+                                   "elapsed_us": round(elapsed_us, 1)}
+            if tool.method is not None:
+                out["method"] = tool.method
+            if m.measures:
+                out["measures"] = m.measures
+            out.update(m.extra)
+            results[tool.name] = out
+            values[tool.name] = {"value": m.value, **m.measures}
+        return results, passed

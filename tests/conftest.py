@@ -1,0 +1,65 @@
+"""Suite-wide fixtures: one numba cache, and a leak check around every test."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# One on-disk kernel cache for the whole suite (warmed once by `make test` via `lens warmup`).
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+
+
+def _shm() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob("lens_*")}
+
+
+def _listening() -> set[tuple[str, int]]:
+    me = psutil.Process()
+    return {(c.laddr.ip, c.laddr.port) for c in me.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+
+
+def _zmq_threads() -> int:
+    # every live zmq.Context owns I/O threads; python-visible threads are checked separately
+    return psutil.Process().num_threads() - threading.active_count()
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail any test that leaves a child process, a /dev/shm segment, a listening socket or a
+    ZeroMQ context (its I/O threads) behind."""
+    shm_before = _shm()
+    listen_before = _listening()
+    native_threads_before = _zmq_threads()
+    yield
+    deadline = time.monotonic() + 5.0
+    while True:
+        kids = [p for p in psutil.Process().children(recursive=True) if p.is_running()
+                and p.status() != psutil.STATUS_ZOMBIE]
+        leaked_shm = _shm() - shm_before
+        leaked_listen = _listening() - listen_before
+        native_threads = _zmq_threads() - native_threads_before
+        if not (kids or leaked_shm or leaked_listen or native_threads > 0) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    problems = []
+    if kids:
+        problems.append(f"child processes left running: {[(p.pid, p.name()) for p in kids]}")
+        for p in kids:
+            p.kill()
+    if leaked_shm:
+        problems.append(f"shared-memory segments left in /dev/shm: {sorted(leaked_shm)}")
+        for name in leaked_shm:
+            (Path("/dev/shm") / name).unlink(missing_ok=True)
+    if leaked_listen:
+        problems.append(f"listening sockets left open: {sorted(leaked_listen)}")
+    if native_threads > 0:
+        problems.append(f"{native_threads} native thread(s) left (an unclosed zmq.Context?)")
+    if problems:
+        pytest.fail("leak check: " + "; ".join(problems), pytrace=False)
