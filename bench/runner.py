@@ -17,7 +17,9 @@ def run_bench(suites: list[str], json_path: str | None = None, quick: bool = Fal
     names = suites or list(SUITES)
     unknown = [n for n in names if n not in SUITES]
     if unknown:
-        print(f"lens bench: unknown suite(s) {', '.join(unknown)} (known: {', '.join(SUITES)})", file=sys.stderr)
+        print(
+            f"lens bench: unknown suite(s) {', '.join(unknown)} (known: {', '.join(SUITES)})", file=sys.stderr
+        )
         return 2
     results: dict[str, Any] = {"started_at": time.time(), "quick": quick, "suites": {}}
     for name in names:

@@ -16,6 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
 
 
+def _infrastructure(p: psutil.Process) -> bool:
+    """multiprocessing's resource tracker lives as long as the interpreter: not a leak."""
+    try:
+        return "resource_tracker" in " ".join(p.cmdline())
+    except psutil.Error:
+        return True
+
+
 def _shm() -> set[str]:
     return {p.name for p in Path("/dev/shm").glob("lens_*")}
 
@@ -40,8 +48,11 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     deadline = time.monotonic() + 5.0
     while True:
-        kids = [p for p in psutil.Process().children(recursive=True) if p.is_running()
-                and p.status() != psutil.STATUS_ZOMBIE]
+        kids = [
+            p
+            for p in psutil.Process().children(recursive=True)
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and not _infrastructure(p)
+        ]
         leaked_shm = _shm() - shm_before
         leaked_listen = _listening() - listen_before
         native_threads = _zmq_threads() - native_threads_before

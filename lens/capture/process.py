@@ -68,8 +68,16 @@ class CaptureProcess(LensProcess):
         self.period = 1.0 / source.fps if source.fps > 0 else 0.0
         self.backoff = 0.5
         self.sock.send_multipart((msgs.HELLO, pack([self.index, self.ring.name, self.paced])))
-        log.info("%s: %s -> ring %s (%dx%d %s, %d slots)", self.cam.id, source.describe(), self.ring.name,
-                 w, h, self.cam.capture.format, geometry.slots)
+        log.info(
+            "%s: %s -> ring %s (%dx%d %s, %d slots)",
+            self.cam.id,
+            source.describe(),
+            self.ring.name,
+            w,
+            h,
+            self.cam.capture.format,
+            geometry.slots,
+        )
         self._event("camera", health="online", source=source.describe())
         return True
 

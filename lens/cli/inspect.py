@@ -34,14 +34,22 @@ def _summary(path: str, env: dict[str, Any]) -> str:
     return f"{path}: {'PASS' if env['pass'] else 'FAIL'}  " + "  ".join(parts)
 
 
-def inspect_files(pipeline: str, images: list[str], camera: str | None = None, pretty: bool = True,
-                  out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def inspect_files(
+    pipeline: str,
+    images: list[str],
+    camera: str | None = None,
+    pretty: bool = True,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
     try:
         config = load_pipeline(pipeline)
     except ConfigError as e:
         for issue in e.issues:
-            print(f"{pipeline}{':' + str(issue.line) if issue.line else ''}: {issue.path}: {issue.message}",
-                  file=err)
+            print(
+                f"{pipeline}{':' + str(issue.line) if issue.line else ''}: {issue.path}: {issue.message}",
+                file=err,
+            )
         return EXIT_INVALID
     cams = {c.id: c for c in config.cameras}
     if camera is not None and camera not in cams:

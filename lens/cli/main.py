@@ -25,7 +25,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 print(f"{path}{line}: {issue.path or '(top level)'}: {issue.message}", file=sys.stderr)
             continue
         tools = len(cfg.inspection.tools)
-        print(f"{path}: OK ({len(cfg.cameras)} camera(s), {tools} tool(s), {cfg.inspection.workers} worker(s))")
+        print(
+            f"{path}: OK ({len(cfg.cameras)} camera(s), {tools} tool(s), {cfg.inspection.workers} worker(s))"
+        )
     return status
 
 

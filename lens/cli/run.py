@@ -33,11 +33,13 @@ class StatusLine:
             fps_insp = (total["inspected"] - prev["inspected"]) / dt
         self.last = (now, total)
         run = snap["run"]
-        return (f"captured {total['captured']} ({fps_cap:.0f}/s) | inspected {total['inspected']} "
-                f"({fps_insp:.0f}/s) pass {total['passed']} fail {total['failed']} err {total['errors']} | "
-                f"skipped {total['skipped_by_trigger']} dropped busy {total['dropped_busy']} "
-                f"ring {total['dropped_ring_full']} overrun {total['overrun']} | "
-                f"bus dropped {run['bus_dropped']} | restarts {run['restarts']}")
+        return (
+            f"captured {total['captured']} ({fps_cap:.0f}/s) | inspected {total['inspected']} "
+            f"({fps_insp:.0f}/s) pass {total['passed']} fail {total['failed']} err {total['errors']} | "
+            f"skipped {total['skipped_by_trigger']} dropped busy {total['dropped_busy']} "
+            f"ring {total['dropped_ring_full']} overrun {total['overrun']} | "
+            f"bus dropped {run['bus_dropped']} | restarts {run['restarts']}"
+        )
 
 
 def run(path: str, quiet: bool = False, duration: float = 0.0, out: TextIO = sys.stderr) -> int:
@@ -63,8 +65,12 @@ def run(path: str, quiet: bool = False, duration: float = 0.0, out: TextIO = sys
     line = StatusLine()
     try:
         sup.start()
-        print(f"lens: running {path} (machine {config.machine.id}, bus {config.outputs.zmq.bind}); "
-              "Ctrl-C stops", file=out, flush=True)
+        print(
+            f"lens: running {path} (machine {config.machine.id}, bus {config.outputs.zmq.bind}); "
+            "Ctrl-C stops",
+            file=out,
+            flush=True,
+        )
         t_end = time.monotonic() + duration if duration > 0 else float("inf")
         next_status = time.monotonic() + 1.0
         while not stop and not sup.finished and time.monotonic() < t_end:

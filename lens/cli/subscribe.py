@@ -27,8 +27,13 @@ def describe(topic: str, env: dict[str, Any]) -> str:
     return f"{topic} {orjson.dumps(fields).decode()}"
 
 
-def subscribe(endpoint: str, topics: list[str] | None = None, count: int = 0, raw: bool = False,
-              out: TextIO = sys.stdout) -> int:
+def subscribe(
+    endpoint: str,
+    topics: list[str] | None = None,
+    count: int = 0,
+    raw: bool = False,
+    out: TextIO = sys.stdout,
+) -> int:
     stop = False
 
     def on_signal(signum: int, frame: object) -> None:

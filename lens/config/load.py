@@ -58,7 +58,9 @@ def _message(err: Any) -> str:
     if kind == "finite_number":
         return f"must be a finite number (got {shown})"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[
+            kind
+        ]
         bound = next(iter(ctx.values()))
         return f"must be {op} {bound} (got {shown})"
     if kind in ("int_type", "int_parsing", "int_from_float"):
@@ -78,7 +80,11 @@ def _message(err: Any) -> str:
     if kind == "union_tag_invalid":
         return f"unknown type {ctx.get('tag')!r} (expected one of {ctx.get('expected_tags')})"
     if kind == "union_tag_not_found":
-        return "'type' is required" if isinstance(value, dict) else f"must be a mapping (got {type(value).__name__})"
+        return (
+            "'type' is required"
+            if isinstance(value, dict)
+            else f"must be a mapping (got {type(value).__name__})"
+        )
     if kind == "string_pattern_mismatch":
         return f"{shown} has characters that are not allowed (pattern {ctx.get('pattern')})"
     if kind == "too_short":
@@ -151,7 +157,11 @@ def _duplicate_keys(node: yaml.Node | None, path: str = "") -> list[ConfigIssue]
             key = getattr(k, "value", None)
             sub = f"{path}.{key}" if path else str(key)
             if key in seen:
-                out.append(ConfigIssue(sub, "duplicate key (it would replace the earlier one)", k.start_mark.line + 1))
+                out.append(
+                    ConfigIssue(
+                        sub, "duplicate key (it would replace the earlier one)", k.start_mark.line + 1
+                    )
+                )
             seen.add(key)
             out += _duplicate_keys(v, sub)
     elif isinstance(node, yaml.SequenceNode):
@@ -175,14 +185,16 @@ def parse_yaml(text: str, source: str = "") -> tuple[Any, yaml.Node | None]:
     return data, tree
 
 
-def validate_data(data: Any, model: type[BaseModel] = PipelineConfig, source: str = "",
-                  tree: yaml.Node | None = None) -> Any:
+def validate_data(
+    data: Any, model: type[BaseModel] = PipelineConfig, source: str = "", tree: yaml.Node | None = None
+) -> Any:
     """Validate parsed data against a config model; raises ConfigError listing every issue."""
     if data is None:
         raise ConfigError([ConfigIssue("", "the file is empty")], source)
     if not isinstance(data, dict):
-        raise ConfigError([ConfigIssue("", f"must be a mapping of sections (got {type(data).__name__})")],
-                          source)
+        raise ConfigError(
+            [ConfigIssue("", f"must be a mapping of sections (got {type(data).__name__})")], source
+        )
     try:
         return model.model_validate(data)
     except ValidationError as e:

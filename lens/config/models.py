@@ -83,7 +83,8 @@ def _tag(default: str | None) -> Any:
 
 
 SourceConfig = Annotated[
-    Annotated[SyntheticSource, Tag("synthetic")] | Annotated[FolderSource, Tag("folder")]
+    Annotated[SyntheticSource, Tag("synthetic")]
+    | Annotated[FolderSource, Tag("folder")]
     | Annotated[VideoSource, Tag("video")],
     _tag("synthetic"),
 ]
@@ -233,7 +234,9 @@ class MathTool(ToolBase):
 
 
 ToolConfig = Annotated[
-    Annotated[GrayscaleTool, Tag("grayscale")] | Annotated[BlobTool, Tag("blob")] | Annotated[MathTool, Tag("math")],
+    Annotated[GrayscaleTool, Tag("grayscale")]
+    | Annotated[BlobTool, Tag("blob")]
+    | Annotated[MathTool, Tag("math")],
     _tag(None),
 ]
 
@@ -296,8 +299,8 @@ class PipelineConfig(Section):
     machine: Annotated[MachineConfig, Field(description="Machine identity")] = Field(
         default_factory=MachineConfig
     )
-    cameras: Annotated[list[CameraConfig], Field(min_length=1, max_length=16, description="Cameras")] = (
-        Field(default_factory=lambda: [CameraConfig()], validate_default=True)
+    cameras: Annotated[list[CameraConfig], Field(min_length=1, max_length=16, description="Cameras")] = Field(
+        default_factory=lambda: [CameraConfig()], validate_default=True
     )
     inspection: Annotated[InspectionConfig, Field(description="Tool chain and workers")] = Field(
         default_factory=InspectionConfig

@@ -69,7 +69,9 @@ class Publisher:
 class Subscriber:
     """Connects to a results bus; yields (topic, decoded envelope)."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, topics: Iterable[str] = ("",), hwm: int = 100000) -> None:
+    def __init__(
+        self, ctx: zmq.Context, endpoint: str, topics: Iterable[str] = ("",), hwm: int = 100000
+    ) -> None:
         self.sock = ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, hwm)

@@ -33,16 +33,34 @@ class Job:
     inspection_version: int
 
     def to_wire(self) -> list[Any]:
-        return [self.result_id, self.camera_index, self.camera, self.ring, self.slot, self.seq, self.frame_id,
-                self.captured_at, self.trigger, self.triggered_at, self.inspection_version]
+        return [
+            self.result_id,
+            self.camera_index,
+            self.camera,
+            self.ring,
+            self.slot,
+            self.seq,
+            self.frame_id,
+            self.captured_at,
+            self.trigger,
+            self.triggered_at,
+            self.inspection_version,
+        ]
 
     @classmethod
     def from_wire(cls, data: list[Any]) -> Job:
         return cls(*data)
 
 
-def result_envelope(machine_id: str, job: Job, mode: str, passed: bool, tools: dict[str, Any],
-                    error: dict[str, str] | None = None, finished_at: float | None = None) -> dict[str, Any]:
+def result_envelope(
+    machine_id: str,
+    job: Job,
+    mode: str,
+    passed: bool,
+    tools: dict[str, Any],
+    error: dict[str, str] | None = None,
+    finished_at: float | None = None,
+) -> dict[str, Any]:
     env: dict[str, Any] = {
         "type": RESULT_TYPE,
         "machine_id": machine_id,

@@ -84,7 +84,8 @@ class Ring:
         self._meta_f = self._meta.view(np.float64)
         # One pre-built view per slot: indexing a list is ~0.2 us, building a view per frame is not.
         self._views = [
-            np.ndarray(g.shape, np.uint8, segment.buf, g.data_offset + k * g.slot_bytes) for k in range(g.slots)
+            np.ndarray(g.shape, np.uint8, segment.buf, g.data_offset + k * g.slot_bytes)
+            for k in range(g.slots)
         ]
         self._ro_views = []
         for v in self._views:
@@ -102,8 +103,17 @@ class Ring:
         # Pre-touch every page: first writes into fresh shared pages are ~4x slower than later ones.
         np.frombuffer(seg.buf, np.uint8).fill(0)
         h = ring._header
-        h[H_VERSION], h[H_SLOTS], h[H_HEIGHT], h[H_WIDTH] = VERSION, geometry.slots, geometry.height, geometry.width
-        h[H_CHANNELS], h[H_SLOT_BYTES], h[H_DATA_OFF] = geometry.channels, geometry.slot_bytes, geometry.data_offset
+        h[H_VERSION], h[H_SLOTS], h[H_HEIGHT], h[H_WIDTH] = (
+            VERSION,
+            geometry.slots,
+            geometry.height,
+            geometry.width,
+        )
+        h[H_CHANNELS], h[H_SLOT_BYTES], h[H_DATA_OFF] = (
+            geometry.channels,
+            geometry.slot_bytes,
+            geometry.data_offset,
+        )
         h[H_MAGIC] = MAGIC  # last: a reader that sees the magic sees a complete header
         return ring
 

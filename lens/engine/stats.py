@@ -73,7 +73,8 @@ class Stats:
         return {
             "run": {name: int(data[0, i]) for name, i in RUN.items()},
             "cameras": {
-                cam: {name: int(data[1 + c, i]) for name, i in CAM.items()} for c, cam in enumerate(self.cameras)
+                cam: {name: int(data[1 + c, i]) for name, i in CAM.items()}
+                for c, cam in enumerate(self.cameras)
             },
         }
 

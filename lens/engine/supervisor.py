@@ -16,8 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import zmq
+
 from lens.config.models import PipelineConfig
-from lens.engine import shm
+from lens.engine import msgs, shm
+from lens.engine.bus import pack
 from lens.engine.process import LensProcess, RunContext
 from lens.engine.stats import RUN, Stats
 
@@ -50,13 +53,17 @@ class Supervisor:
         self.slots: dict[str, Slot] = {}
         self.stats: Stats | None = None
         self.started_at = 0.0
+        self.zctx: zmq.Context | None = None
+        self.events: zmq.Socket | None = None
 
     # -- start --------------------------------------------------------------------------------------
 
     def start(self) -> None:
         stale = shm.clean_stale()
         if stale:
-            log.warning("removed %d segment(s)/folder(s) left by a killed run: %s", len(stale), ", ".join(stale))
+            log.warning(
+                "removed %d segment(s)/folder(s) left by a killed run: %s", len(stale), ", ".join(stale)
+            )
         try:
             from lens.capture.process import CaptureProcess
             from lens.inspect.worker import WorkerProcess
@@ -65,6 +72,11 @@ class Supervisor:
             self.stats = Stats.create(self.ctx.stats_name, self.ctx.cameras)
             self.started_at = time.time()
             self._spawn("dispatcher", lambda: Dispatcher(self.ctx), wait=True)
+            self.zctx = zmq.Context()
+            self.events = self.zctx.socket(zmq.DEALER)
+            self.events.setsockopt(zmq.LINGER, 0)
+            self.events.setsockopt(zmq.IDENTITY, b"sup")
+            self.events.connect(self.ctx.hub_endpoint)
             n = self.config.inspection.workers
             for i in range(n):
                 self._spawn(f"worker-{i}", lambda i=i: WorkerProcess(self.ctx, i), wait=(i == 0))
@@ -82,7 +94,9 @@ class Supervisor:
             deadline = time.monotonic() + READY_TIMEOUT_S
             while not proc.ready.wait(0.1):
                 if not proc.is_alive():
-                    raise StartError(f"{name} exited during start (exit code {proc.exitcode}); see its log above")
+                    raise StartError(
+                        f"{name} exited during start (exit code {proc.exitcode}); see its log above"
+                    )
                 if time.monotonic() > deadline:
                     raise StartError(f"{name} not ready after {READY_TIMEOUT_S:.0f} s")
 
@@ -101,6 +115,7 @@ class Supervisor:
                 delay = min(10.0, 0.25 * 2 ** (len(slot.recent) - 1))
                 slot.next_start = now + delay
                 log.error("%s exited with code %s; restarting in %.2f s", name, proc.exitcode, delay)
+                self._event(name=name, state="exited", exit_code=proc.exitcode, restart_in_s=delay)
                 continue
             if now >= slot.next_start:
                 slot.proc = slot.make()
@@ -109,6 +124,15 @@ class Supervisor:
                 slot.next_start = 0.0
                 assert self.stats is not None
                 self.stats.run[RUN["restarts"]] += 1
+                self._event(name=name, state="restarted", restarts=slot.restarts, pid=slot.proc.pid)
+
+    def _event(self, **fields: Any) -> None:
+        """Publish an `event.process` on the results bus (through the dispatcher)."""
+        if self.events is not None:
+            try:
+                self.events.send_multipart((msgs.EVENT, b"process", pack(fields)), zmq.NOBLOCK)
+            except zmq.ZMQError as e:
+                log.error("process event not sent (%s): %s", e, fields)
 
     @property
     def finished(self) -> bool:
@@ -132,8 +156,15 @@ class Supervisor:
 
     def stop(self) -> None:
         """Stop every child (captures, then workers, then the dispatcher) and remove the run's files."""
-        order = sorted(self.slots, key=lambda n: (0 if n.startswith("capture") else 1 if n.startswith("worker")
-                                                  else 2))
+        if self.events is not None:
+            self.events.close(linger=0)
+            self.events = None
+        if self.zctx is not None:
+            self.zctx.term()
+            self.zctx = None
+        order = sorted(
+            self.slots, key=lambda n: 0 if n.startswith("capture") else 1 if n.startswith("worker") else 2
+        )
         for group in ("capture", "worker", "dispatcher"):
             procs = [self.slots[n].proc for n in order if n.startswith(group)]
             for p in procs:

@@ -169,7 +169,9 @@ class _Parser:
         self.take(")")
         lo, hi, _ = _FUNCS[name]
         if not lo <= len(args) <= hi:
-            raise ExprError(f"{name}() takes {lo if lo == hi else f'{lo} to {hi}'} argument(s), got {len(args)}")
+            raise ExprError(
+                f"{name}() takes {lo if lo == hi else f'{lo} to {hi}'} argument(s), got {len(args)}"
+            )
         return ("call", name, tuple(args))
 
 

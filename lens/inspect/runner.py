@@ -34,8 +34,12 @@ class ToolChain:
             elapsed_us = (time.perf_counter_ns() - t0) / 1000.0
             ok = tool.judge(m)
             passed = passed and ok
-            out: dict[str, Any] = {"type": tool.type, "value": m.value, "pass": ok,
-                                   "elapsed_us": round(elapsed_us, 1)}
+            out: dict[str, Any] = {
+                "type": tool.type,
+                "value": m.value,
+                "pass": ok,
+                "elapsed_us": round(elapsed_us, 1),
+            }
             if tool.method is not None:
                 out["method"] = tool.method
             if m.measures:

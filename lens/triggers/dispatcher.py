@@ -132,7 +132,10 @@ class Dispatcher(LensProcess):
         elif kind == msgs.EOS:
             self._on_eos(int(unpack(frames[2])))
         elif kind == msgs.EVENT:
-            self._publish_event(bytes(frames[2]).decode(), unpack(frames[3].bytes))
+            event_kind, fields = bytes(frames[2]).decode(), unpack(frames[3].bytes)
+            if event_kind == "process" and fields.get("state") == "exited":
+                self._on_process_exit(str(fields.get("name", "")))
+            self._publish_event(event_kind, fields)
         else:
             log.error("unknown hub message %r from %r", kind, ident)
 
@@ -229,9 +232,19 @@ class Dispatcher(LensProcess):
                 self._credit_back(cam)
                 continue
             self.run_row[RUN["results"]] += 1
-            job = Job(int(self.run_row[RUN["results"]]), cam.index, cam.config.id, cam.ring.name, frame.slot,
-                      frame.seq, frame.frame_id, frame.captured_at, cam.config.trigger.type, frame.captured_at,
-                      self.version)
+            job = Job(
+                int(self.run_row[RUN["results"]]),
+                cam.index,
+                cam.config.id,
+                cam.ring.name,
+                frame.slot,
+                frame.seq,
+                frame.frame_id,
+                frame.captured_at,
+                cam.config.trigger.type,
+                frame.captured_at,
+                self.version,
+            )
             cam.last_accept = frame.captured_at
             worker = self.idle.popleft()
             try:
@@ -244,13 +257,29 @@ class Dispatcher(LensProcess):
             self.busy[worker] = job
             self._credit_back(cam)
 
-    def _on_ready(self, ident: bytes) -> None:
+    def _on_process_exit(self, name: str) -> None:
+        """The supervisor saw a worker die: answer its job now and stop sending it work."""
+        if name.startswith("worker-") and name[7:].isdigit():
+            ident = msgs.worker_identity(int(name[7:]))
+            self._answer_lost_job(ident)
+            if ident in self.idle:
+                self.idle.remove(ident)
+
+    def _answer_lost_job(self, ident: bytes) -> None:
         lost = self.busy.pop(ident, None)
-        if lost is not None:  # the worker restarted while holding this job
+        if lost is not None:
             self.run_row[RUN["worker_lost_jobs"]] += 1
-            env = error_envelope(self.machine_id, lost, MODE, LENS_WORKER_CRASHED,
-                                 f"worker {ident.decode()} stopped while inspecting frame {lost.frame_id}")
+            env = error_envelope(
+                self.machine_id,
+                lost,
+                MODE,
+                LENS_WORKER_CRASHED,
+                f"worker {ident.decode()} stopped while inspecting frame {lost.frame_id}",
+            )
             self._finish(lost, msgs.ERROR, pack(env))
+
+    def _on_ready(self, ident: bytes) -> None:
+        self._answer_lost_job(ident)  # restarted before the supervisor's notice reached us
         if ident not in self.idle:
             self.idle.append(ident)
 

@@ -47,297 +47,397 @@ BLOB_MEASURES = "(count, largest_area, total_area, value)"
 
 INVALID: list[tuple[str, str, list[Issue]]] = [
     # wrong types
-    ("string for int",
-     "cameras:\n  - ring:\n      slots: abc\n",
-     [("cameras[0].ring.slots", "must be an integer (got 'abc')", 3)]),
-    ("float for int",
-     "inspection:\n  workers: 2.5\n",
-     [("inspection.workers", "must be an integer (got 2.5)", 2)]),
-    ("string for float",
-     "cameras:\n  - trigger:\n      type: continuous\n      interval_ms: fast\n",
-     [("cameras[0].trigger.interval_ms", "must be a number (got 'fast')", 4)]),
-    ("string for bool",
-     "cameras:\n  - source:\n      type: folder\n      path: x\n      loop: maybe\n",
-     [("cameras[0].source.loop", "must be true or false (got 'maybe')", 5)]),
-    ("int for string",
-     "outputs:\n  zmq:\n    bind: 5555\n",
-     [("outputs.zmq.bind", "must be a string (got 5555)", 3)]),
-    ("null for string",
-     "machine:\n  name:\n",
-     [("machine.name", "must be a string (got None)", 2)]),
-    ("list for mapping",
-     "machine: [1, 2]\n",
-     [("machine", "must be a mapping (got list)", 1)]),
-    ("null for mapping",
-     "machine:\n",
-     [("machine", "must be a mapping (got NoneType)", 1)]),
-    ("list for source",
-     "cameras:\n  - source: [1]\n",
-     [("cameras[0].source", "must be a mapping (got list)", 2)]),
-    ("string for tool",
-     _tool("    - blob\n"),
-     [("inspection.tools[0]", "must be a mapping (got str)", 3)]),
-    ("mapping for list",
-     "cameras: {a: 1}\n",
-     [("cameras", "must be a list (got dict)", 1)]),
-    ("mapping for tools",
-     "inspection:\n  tools: {a: 1}\n",
-     [("inspection.tools", "must be a list (got dict)", 2)]),
-    ("bad literal",
-     "cameras:\n  - capture:\n      format: rgb\n",
-     [("cameras[0].capture.format", "must be one of 'gray' or 'bgr' (got 'rgb')", 3)]),
-    ("bad roi shape",
-     _tool(BLOB + "      roi: {shape: circle}\n"),
-     [("inspection.tools[0].roi.shape", "must be one of 'rect' (got 'circle')", 5)]),
+    (
+        "string for int",
+        "cameras:\n  - ring:\n      slots: abc\n",
+        [("cameras[0].ring.slots", "must be an integer (got 'abc')", 3)],
+    ),
+    (
+        "float for int",
+        "inspection:\n  workers: 2.5\n",
+        [("inspection.workers", "must be an integer (got 2.5)", 2)],
+    ),
+    (
+        "string for float",
+        "cameras:\n  - trigger:\n      type: continuous\n      interval_ms: fast\n",
+        [("cameras[0].trigger.interval_ms", "must be a number (got 'fast')", 4)],
+    ),
+    (
+        "string for bool",
+        "cameras:\n  - source:\n      type: folder\n      path: x\n      loop: maybe\n",
+        [("cameras[0].source.loop", "must be true or false (got 'maybe')", 5)],
+    ),
+    (
+        "int for string",
+        "outputs:\n  zmq:\n    bind: 5555\n",
+        [("outputs.zmq.bind", "must be a string (got 5555)", 3)],
+    ),
+    ("null for string", "machine:\n  name:\n", [("machine.name", "must be a string (got None)", 2)]),
+    ("list for mapping", "machine: [1, 2]\n", [("machine", "must be a mapping (got list)", 1)]),
+    ("null for mapping", "machine:\n", [("machine", "must be a mapping (got NoneType)", 1)]),
+    (
+        "list for source",
+        "cameras:\n  - source: [1]\n",
+        [("cameras[0].source", "must be a mapping (got list)", 2)],
+    ),
+    ("string for tool", _tool("    - blob\n"), [("inspection.tools[0]", "must be a mapping (got str)", 3)]),
+    ("mapping for list", "cameras: {a: 1}\n", [("cameras", "must be a list (got dict)", 1)]),
+    (
+        "mapping for tools",
+        "inspection:\n  tools: {a: 1}\n",
+        [("inspection.tools", "must be a list (got dict)", 2)],
+    ),
+    (
+        "bad literal",
+        "cameras:\n  - capture:\n      format: rgb\n",
+        [("cameras[0].capture.format", "must be one of 'gray' or 'bgr' (got 'rgb')", 3)],
+    ),
+    (
+        "bad roi shape",
+        _tool(BLOB + "      roi: {shape: circle}\n"),
+        [("inspection.tools[0].roi.shape", "must be one of 'rect' (got 'circle')", 5)],
+    ),
     # unknown keys, at every level
-    ("unknown top-level key",
-     "bogus: 1\n",
-     [("bogus", "unknown key", 1)]),
-    ("unknown machine key",
-     "machine:\n  idd: x\n",
-     [("machine.idd", "unknown key", 2)]),
-    ("unknown camera key",
-     "cameras:\n  - foo: 1\n",
-     [("cameras[0].foo", "unknown key", 2)]),
-    ("unknown source key",
-     "cameras:\n  - source:\n      type: synthetic\n      colour: red\n",
-     [("cameras[0].source.colour", "unknown key", 4)]),
-    ("unknown folder source key",
-     "cameras:\n  - source:\n      type: folder\n      path: x\n      recurse: true\n",
-     [("cameras[0].source.recurse", "unknown key", 5)]),
-    ("unknown capture key",
-     "cameras:\n  - capture:\n      fmt: gray\n",
-     [("cameras[0].capture.fmt", "unknown key", 3)]),
-    ("unknown trigger key",
-     "cameras:\n  - trigger:\n      type: continuous\n      every: 3\n",
-     [("cameras[0].trigger.every", "unknown key", 4)]),
-    ("unknown ring key",
-     "cameras:\n  - ring:\n      size: 3\n",
-     [("cameras[0].ring.size", "unknown key", 3)]),
-    ("unknown inspection key",
-     "inspection:\n  threads: 3\n",
-     [("inspection.threads", "unknown key", 2)]),
-    ("unknown tool key",
-     _tool("    - name: g\n      type: grayscale\n      colour: 1\n"),
-     [("inspection.tools[0].colour", "unknown key", 5)]),
-    ("unknown params key",
-     _tool(BLOB + "      params:\n        thresh: 1\n"),
-     [("inspection.tools[0].params.thresh", "unknown key", 6)]),
-    ("unknown grayscale params key",
-     _tool("    - name: g\n      type: grayscale\n      params:\n        gamma: 2\n"),
-     [("inspection.tools[0].params.gamma", "unknown key", 6)]),
-    ("unknown roi key",
-     _tool(BLOB + "      roi:\n        r: 5\n"),
-     [("inspection.tools[0].roi.r", "unknown key", 6)]),
-    ("unknown pass_fail key",
-     _tool(BLOB + "      pass_fail:\n        minimum: 1\n"),
-     [("inspection.tools[0].pass_fail.minimum", "unknown key", 6)]),
-    ("unknown pass_fail measure-limit key",
-     _tool(BLOB + "      pass_fail:\n        measures:\n          count: {least: 1}\n"),
-     [("inspection.tools[0].pass_fail.measures.count.least", "unknown key", 7)]),
-    ("unknown outputs key",
-     "outputs:\n  mqtt: {}\n",
-     [("outputs.mqtt", "unknown key", 2)]),
-    ("unknown zmq key",
-     "outputs:\n  zmq:\n    port: 1\n",
-     [("outputs.zmq.port", "unknown key", 3)]),
+    ("unknown top-level key", "bogus: 1\n", [("bogus", "unknown key", 1)]),
+    ("unknown machine key", "machine:\n  idd: x\n", [("machine.idd", "unknown key", 2)]),
+    ("unknown camera key", "cameras:\n  - foo: 1\n", [("cameras[0].foo", "unknown key", 2)]),
+    (
+        "unknown source key",
+        "cameras:\n  - source:\n      type: synthetic\n      colour: red\n",
+        [("cameras[0].source.colour", "unknown key", 4)],
+    ),
+    (
+        "unknown folder source key",
+        "cameras:\n  - source:\n      type: folder\n      path: x\n      recurse: true\n",
+        [("cameras[0].source.recurse", "unknown key", 5)],
+    ),
+    (
+        "unknown capture key",
+        "cameras:\n  - capture:\n      fmt: gray\n",
+        [("cameras[0].capture.fmt", "unknown key", 3)],
+    ),
+    (
+        "unknown trigger key",
+        "cameras:\n  - trigger:\n      type: continuous\n      every: 3\n",
+        [("cameras[0].trigger.every", "unknown key", 4)],
+    ),
+    (
+        "unknown ring key",
+        "cameras:\n  - ring:\n      size: 3\n",
+        [("cameras[0].ring.size", "unknown key", 3)],
+    ),
+    ("unknown inspection key", "inspection:\n  threads: 3\n", [("inspection.threads", "unknown key", 2)]),
+    (
+        "unknown tool key",
+        _tool("    - name: g\n      type: grayscale\n      colour: 1\n"),
+        [("inspection.tools[0].colour", "unknown key", 5)],
+    ),
+    (
+        "unknown params key",
+        _tool(BLOB + "      params:\n        thresh: 1\n"),
+        [("inspection.tools[0].params.thresh", "unknown key", 6)],
+    ),
+    (
+        "unknown grayscale params key",
+        _tool("    - name: g\n      type: grayscale\n      params:\n        gamma: 2\n"),
+        [("inspection.tools[0].params.gamma", "unknown key", 6)],
+    ),
+    (
+        "unknown roi key",
+        _tool(BLOB + "      roi:\n        r: 5\n"),
+        [("inspection.tools[0].roi.r", "unknown key", 6)],
+    ),
+    (
+        "unknown pass_fail key",
+        _tool(BLOB + "      pass_fail:\n        minimum: 1\n"),
+        [("inspection.tools[0].pass_fail.minimum", "unknown key", 6)],
+    ),
+    (
+        "unknown pass_fail measure-limit key",
+        _tool(BLOB + "      pass_fail:\n        measures:\n          count: {least: 1}\n"),
+        [("inspection.tools[0].pass_fail.measures.count.least", "unknown key", 7)],
+    ),
+    ("unknown outputs key", "outputs:\n  mqtt: {}\n", [("outputs.mqtt", "unknown key", 2)]),
+    ("unknown zmq key", "outputs:\n  zmq:\n    port: 1\n", [("outputs.zmq.port", "unknown key", 3)]),
     # out of bounds, below and above
-    ("interval below",
-     "cameras:\n  - trigger:\n      type: continuous\n      interval_ms: -5\n",
-     [("cameras[0].trigger.interval_ms", "must be >= 0.0 (got -5)", 4)]),
-    ("interval above",
-     "cameras:\n  - trigger:\n      type: continuous\n      interval_ms: 86400001\n",
-     [("cameras[0].trigger.interval_ms", "must be <= 86400000.0 (got 86400001)", 4)]),
-    ("ring below",
-     "cameras:\n  - ring:\n      slots: 2\n",
-     [("cameras[0].ring.slots", "must be >= 3 (got 2)", 3)]),
-    ("ring above",
-     "cameras:\n  - ring:\n      slots: 2000\n",
-     [("cameras[0].ring.slots", "must be <= 1024 (got 2000)", 3)]),
-    ("width below",
-     "cameras:\n  - source:\n      type: synthetic\n      width: 8\n",
-     [("cameras[0].source.width", "must be >= 16 (got 8)", 4)]),
-    ("height above",
-     "cameras:\n  - source:\n      type: synthetic\n      height: 16385\n",
-     [("cameras[0].source.height", "must be <= 16384 (got 16385)", 4)]),
-    ("defect_rate above",
-     "cameras:\n  - source:\n      type: synthetic\n      defect_rate: 1.5\n",
-     [("cameras[0].source.defect_rate", "must be <= 1.0 (got 1.5)", 4)]),
-    ("seed above",
-     "cameras:\n  - source:\n      type: synthetic\n      seed: 99999999999\n",
-     [("cameras[0].source.seed", "must be <= 2147483647 (got 99999999999)", 4)]),
-    ("fps nan",
-     "cameras:\n  - source:\n      type: synthetic\n      fps: .nan\n",
-     [("cameras[0].source.fps", "must be a finite number (got nan)", 4)]),
-    ("fps inf",
-     "cameras:\n  - source:\n      type: synthetic\n      fps: .inf\n",
-     [("cameras[0].source.fps", "must be a finite number (got inf)", 4)]),
-    ("jpeg_quality above",
-     "cameras:\n  - capture:\n      jpeg_quality: 101\n",
-     [("cameras[0].capture.jpeg_quality", "must be <= 100 (got 101)", 3)]),
-    ("jpeg_quality below",
-     "cameras:\n  - capture:\n      jpeg_quality: 0\n",
-     [("cameras[0].capture.jpeg_quality", "must be >= 1 (got 0)", 3)]),
-    ("workers below",
-     "inspection:\n  workers: 0\n",
-     [("inspection.workers", "must be >= 1 (got 0)", 2)]),
-    ("workers above",
-     "inspection:\n  workers: 65\n",
-     [("inspection.workers", "must be <= 64 (got 65)", 2)]),
-    ("th_max above",
-     _tool(BLOB + "      params:\n        th_max: 256\n"),
-     [("inspection.tools[0].params.th_max", "must be <= 255 (got 256)", 6)]),
-    ("area_min below",
-     _tool(BLOB + "      params:\n        area_min: -1\n"),
-     [("inspection.tools[0].params.area_min", "must be >= 0 (got -1)", 6)]),
-    ("roi w below",
-     _tool(BLOB + "      roi:\n        w: 0\n"),
-     [("inspection.tools[0].roi.w", "must be >= 1 (got 0)", 6)]),
-    ("hwm below",
-     "outputs:\n  zmq:\n    hwm: 0\n",
-     [("outputs.zmq.hwm", "must be >= 1 (got 0)", 3)]),
-    ("no cameras",
-     "cameras: []\n",
-     [("cameras", "must have at least 1 item(s)", 1)]),
-    ("17 cameras",
-     "cameras:\n" + "  - {}\n" * 17,
-     [("cameras", "must have at most 16 item(s)", 2)]),
-    ("machine id too long",
-     "machine:\n  id: " + "a" * 65 + "\n",
-     [("machine.id", "must be at most 64 characters", 2)]),
+    (
+        "interval below",
+        "cameras:\n  - trigger:\n      type: continuous\n      interval_ms: -5\n",
+        [("cameras[0].trigger.interval_ms", "must be >= 0.0 (got -5)", 4)],
+    ),
+    (
+        "interval above",
+        "cameras:\n  - trigger:\n      type: continuous\n      interval_ms: 86400001\n",
+        [("cameras[0].trigger.interval_ms", "must be <= 86400000.0 (got 86400001)", 4)],
+    ),
+    (
+        "ring below",
+        "cameras:\n  - ring:\n      slots: 2\n",
+        [("cameras[0].ring.slots", "must be >= 3 (got 2)", 3)],
+    ),
+    (
+        "ring above",
+        "cameras:\n  - ring:\n      slots: 2000\n",
+        [("cameras[0].ring.slots", "must be <= 1024 (got 2000)", 3)],
+    ),
+    (
+        "width below",
+        "cameras:\n  - source:\n      type: synthetic\n      width: 8\n",
+        [("cameras[0].source.width", "must be >= 16 (got 8)", 4)],
+    ),
+    (
+        "height above",
+        "cameras:\n  - source:\n      type: synthetic\n      height: 16385\n",
+        [("cameras[0].source.height", "must be <= 16384 (got 16385)", 4)],
+    ),
+    (
+        "defect_rate above",
+        "cameras:\n  - source:\n      type: synthetic\n      defect_rate: 1.5\n",
+        [("cameras[0].source.defect_rate", "must be <= 1.0 (got 1.5)", 4)],
+    ),
+    (
+        "seed above",
+        "cameras:\n  - source:\n      type: synthetic\n      seed: 99999999999\n",
+        [("cameras[0].source.seed", "must be <= 2147483647 (got 99999999999)", 4)],
+    ),
+    (
+        "fps nan",
+        "cameras:\n  - source:\n      type: synthetic\n      fps: .nan\n",
+        [("cameras[0].source.fps", "must be a finite number (got nan)", 4)],
+    ),
+    (
+        "fps inf",
+        "cameras:\n  - source:\n      type: synthetic\n      fps: .inf\n",
+        [("cameras[0].source.fps", "must be a finite number (got inf)", 4)],
+    ),
+    (
+        "jpeg_quality above",
+        "cameras:\n  - capture:\n      jpeg_quality: 101\n",
+        [("cameras[0].capture.jpeg_quality", "must be <= 100 (got 101)", 3)],
+    ),
+    (
+        "jpeg_quality below",
+        "cameras:\n  - capture:\n      jpeg_quality: 0\n",
+        [("cameras[0].capture.jpeg_quality", "must be >= 1 (got 0)", 3)],
+    ),
+    ("workers below", "inspection:\n  workers: 0\n", [("inspection.workers", "must be >= 1 (got 0)", 2)]),
+    ("workers above", "inspection:\n  workers: 65\n", [("inspection.workers", "must be <= 64 (got 65)", 2)]),
+    (
+        "th_max above",
+        _tool(BLOB + "      params:\n        th_max: 256\n"),
+        [("inspection.tools[0].params.th_max", "must be <= 255 (got 256)", 6)],
+    ),
+    (
+        "area_min below",
+        _tool(BLOB + "      params:\n        area_min: -1\n"),
+        [("inspection.tools[0].params.area_min", "must be >= 0 (got -1)", 6)],
+    ),
+    (
+        "roi w below",
+        _tool(BLOB + "      roi:\n        w: 0\n"),
+        [("inspection.tools[0].roi.w", "must be >= 1 (got 0)", 6)],
+    ),
+    ("hwm below", "outputs:\n  zmq:\n    hwm: 0\n", [("outputs.zmq.hwm", "must be >= 1 (got 0)", 3)]),
+    ("no cameras", "cameras: []\n", [("cameras", "must have at least 1 item(s)", 1)]),
+    ("17 cameras", "cameras:\n" + "  - {}\n" * 17, [("cameras", "must have at most 16 item(s)", 2)]),
+    (
+        "machine id too long",
+        "machine:\n  id: " + "a" * 65 + "\n",
+        [("machine.id", "must be at most 64 characters", 2)],
+    ),
     # missing required
-    ("folder without path",
-     "cameras:\n  - source:\n      type: folder\n",
-     [("cameras[0].source.path", "required", 3)]),
-    ("video without path",
-     "cameras:\n  - source:\n      type: video\n",
-     [("cameras[0].source.path", "required", 3)]),
-    ("folder with empty path",
-     "cameras:\n  - source:\n      type: folder\n      path: ''\n",
-     [("cameras[0].source.path", "must not be empty", 4)]),
-    ("tool without name",
-     _tool("    - type: blob\n"),
-     [("inspection.tools[0].name", "required", 3)]),
-    ("math without expr",
-     _tool(MATH),
-     [("inspection.tools[0].expr", "required", 3)]),
-    ("math with empty expr",
-     _tool(MATH + "      expr: ''\n"),
-     [("inspection.tools[0].expr", "must not be empty", 5)]),
-    ("math with blank expr",
-     _tool(MATH + "      expr: '   '\n"),
-     [("inspection.tools[0].expr", "empty expression", 5)]),
+    (
+        "folder without path",
+        "cameras:\n  - source:\n      type: folder\n",
+        [("cameras[0].source.path", "required", 3)],
+    ),
+    (
+        "video without path",
+        "cameras:\n  - source:\n      type: video\n",
+        [("cameras[0].source.path", "required", 3)],
+    ),
+    (
+        "folder with empty path",
+        "cameras:\n  - source:\n      type: folder\n      path: ''\n",
+        [("cameras[0].source.path", "must not be empty", 4)],
+    ),
+    ("tool without name", _tool("    - type: blob\n"), [("inspection.tools[0].name", "required", 3)]),
+    ("math without expr", _tool(MATH), [("inspection.tools[0].expr", "required", 3)]),
+    (
+        "math with empty expr",
+        _tool(MATH + "      expr: ''\n"),
+        [("inspection.tools[0].expr", "must not be empty", 5)],
+    ),
+    (
+        "math with blank expr",
+        _tool(MATH + "      expr: '   '\n"),
+        [("inspection.tools[0].expr", "empty expression", 5)],
+    ),
     # unknown / missing types
-    ("unknown source type",
-     "cameras:\n  - source:\n      type: gige\n",
-     [("cameras[0].source", "unknown type 'gige' (expected one of 'synthetic', 'folder', 'video')", 3)]),
-    ("unknown trigger type",
-     "cameras:\n  - trigger:\n      type: hardware\n",
-     [("cameras[0].trigger", "unknown type 'hardware' (expected one of 'continuous')", 3)]),
-    ("unknown tool type",
-     _tool("    - name: x\n      type: ocr\n"),
-     [("inspection.tools[0]", "unknown type 'ocr' (expected one of 'grayscale', 'blob', 'math')", 3)]),
-    ("tool without type",
-     _tool("    - name: x\n"),
-     [("inspection.tools[0]", "'type' is required", 3)]),
+    (
+        "unknown source type",
+        "cameras:\n  - source:\n      type: gige\n",
+        [("cameras[0].source", "unknown type 'gige' (expected one of 'synthetic', 'folder', 'video')", 3)],
+    ),
+    (
+        "unknown trigger type",
+        "cameras:\n  - trigger:\n      type: hardware\n",
+        [("cameras[0].trigger", "unknown type 'hardware' (expected one of 'continuous')", 3)],
+    ),
+    (
+        "unknown tool type",
+        _tool("    - name: x\n      type: ocr\n"),
+        [("inspection.tools[0]", "unknown type 'ocr' (expected one of 'grayscale', 'blob', 'math')", 3)],
+    ),
+    ("tool without type", _tool("    - name: x\n"), [("inspection.tools[0]", "'type' is required", 3)]),
     # cross-field rules
-    ("duplicate tool names",
-     _tool("    - name: a\n      type: blob\n    - name: a\n      type: grayscale\n"),
-     [("inspection.tools[1].name", "duplicate tool name 'a'", 5)]),
-    ("duplicate camera ids",
-     "cameras:\n  - id: c\n  - id: c\n",
-     [("cameras[1].id", "duplicate camera id 'c'", 3)]),
-    ("camera id equal to a default id",
-     "cameras:\n  - id: cam1\n  - {}\n",
-     [("cameras[1].id", "duplicate camera id 'cam1'", 3)]),
-    ("th_min > th_max",
-     _tool(BLOB + "      params:\n        th_min: 200\n        th_max: 100\n"),
-     [("inspection.tools[0].params", "th_min (200) is greater than th_max (100)", 6)]),
-    ("area_min > area_max",
-     _tool(BLOB + "      params:\n        area_min: 200\n        area_max: 100\n"),
-     [("inspection.tools[0].params", "area_min (200) is greater than area_max (100)", 6)]),
-    ("pass_fail min > max",
-     _tool(BLOB + "      pass_fail:\n        min: 5\n        max: 1\n"),
-     [("inspection.tools[0].pass_fail", "min (5.0) is greater than max (1.0)", 6)]),
-    ("pass_fail measure min > max",
-     _tool(BLOB + "      pass_fail:\n        measures:\n          count: {min: 5, max: 1}\n"),
-     [("inspection.tools[0].pass_fail.measures.count", "min (5.0) is greater than max (1.0)", 7)]),
-    ("pass_fail unknown measure",
-     _tool(BLOB + "      pass_fail:\n        measures:\n          mean: {min: 1}\n"),
-     [("inspection.tools[0].pass_fail.measures", f"unknown measure 'mean' (known: {BLOB_MEASURES[1:]}", 7)]),
-    ("pass_fail measure limits null",
-     _tool(BLOB + "      pass_fail:\n        measures:\n          count:\n"),
-     [("inspection.tools[0].pass_fail.measures.count", "must be a mapping (got NoneType)", 7)]),
-    ("pass_fail min not a number",
-     _tool(BLOB + "      pass_fail:\n        min: lots\n"),
-     [("inspection.tools[0].pass_fail.min", "must be a number (got 'lots')", 6)]),
+    (
+        "duplicate tool names",
+        _tool("    - name: a\n      type: blob\n    - name: a\n      type: grayscale\n"),
+        [("inspection.tools[1].name", "duplicate tool name 'a'", 5)],
+    ),
+    (
+        "duplicate camera ids",
+        "cameras:\n  - id: c\n  - id: c\n",
+        [("cameras[1].id", "duplicate camera id 'c'", 3)],
+    ),
+    (
+        "camera id equal to a default id",
+        "cameras:\n  - id: cam1\n  - {}\n",
+        [("cameras[1].id", "duplicate camera id 'cam1'", 3)],
+    ),
+    (
+        "th_min > th_max",
+        _tool(BLOB + "      params:\n        th_min: 200\n        th_max: 100\n"),
+        [("inspection.tools[0].params", "th_min (200) is greater than th_max (100)", 6)],
+    ),
+    (
+        "area_min > area_max",
+        _tool(BLOB + "      params:\n        area_min: 200\n        area_max: 100\n"),
+        [("inspection.tools[0].params", "area_min (200) is greater than area_max (100)", 6)],
+    ),
+    (
+        "pass_fail min > max",
+        _tool(BLOB + "      pass_fail:\n        min: 5\n        max: 1\n"),
+        [("inspection.tools[0].pass_fail", "min (5.0) is greater than max (1.0)", 6)],
+    ),
+    (
+        "pass_fail measure min > max",
+        _tool(BLOB + "      pass_fail:\n        measures:\n          count: {min: 5, max: 1}\n"),
+        [("inspection.tools[0].pass_fail.measures.count", "min (5.0) is greater than max (1.0)", 7)],
+    ),
+    (
+        "pass_fail unknown measure",
+        _tool(BLOB + "      pass_fail:\n        measures:\n          mean: {min: 1}\n"),
+        [
+            (
+                "inspection.tools[0].pass_fail.measures",
+                f"unknown measure 'mean' (known: {BLOB_MEASURES[1:]}",
+                7,
+            )
+        ],
+    ),
+    (
+        "pass_fail measure limits null",
+        _tool(BLOB + "      pass_fail:\n        measures:\n          count:\n"),
+        [("inspection.tools[0].pass_fail.measures.count", "must be a mapping (got NoneType)", 7)],
+    ),
+    (
+        "pass_fail min not a number",
+        _tool(BLOB + "      pass_fail:\n        min: lots\n"),
+        [("inspection.tools[0].pass_fail.min", "must be a number (got 'lots')", 6)],
+    ),
     # patterns
-    ("bad zmq endpoint",
-     "outputs:\n  zmq:\n    bind: localhost:5555\n",
-     [("outputs.zmq.bind", f"'localhost:5555' {NOT_ENDPOINT}", 3)]),
-    ("bad zmq scheme",
-     "outputs:\n  zmq:\n    bind: udp://127.0.0.1:5555\n",
-     [("outputs.zmq.bind", f"'udp://127.0.0.1:5555' {NOT_ENDPOINT}", 3)]),
-    ("machine id with space and !",
-     "machine:\n  id: 'vm 001!'\n",
-     [("machine.id", f"'vm 001!' {NOT_ALLOWED} (pattern ^[A-Za-z0-9_.-]+$)", 2)]),
-    ("machine id with trailing newline",
-     'machine:\n  id: "vm\\n"\n',
-     [("machine.id", f"'vm\\n' {NOT_ALLOWED} (pattern ^[A-Za-z0-9_.-]+$)", 2)]),
-    ("tool name starting with a digit",
-     _tool("    - name: 1bad\n      type: blob\n"),
-     [("inspection.tools[0].name", f"'1bad' {NOT_ALLOWED} (pattern ^[A-Za-z_][A-Za-z0-9_]*$)", 3)]),
-    ("empty camera id",
-     "cameras:\n  - id: ''\n",
-     [("cameras[0].id", f"'' {NOT_ALLOWED} (pattern ^[A-Za-z_][A-Za-z0-9_]*$)", 2)]),
+    (
+        "bad zmq endpoint",
+        "outputs:\n  zmq:\n    bind: localhost:5555\n",
+        [("outputs.zmq.bind", f"'localhost:5555' {NOT_ENDPOINT}", 3)],
+    ),
+    (
+        "bad zmq scheme",
+        "outputs:\n  zmq:\n    bind: udp://127.0.0.1:5555\n",
+        [("outputs.zmq.bind", f"'udp://127.0.0.1:5555' {NOT_ENDPOINT}", 3)],
+    ),
+    (
+        "machine id with space and !",
+        "machine:\n  id: 'vm 001!'\n",
+        [("machine.id", f"'vm 001!' {NOT_ALLOWED} (pattern ^[A-Za-z0-9_.-]+$)", 2)],
+    ),
+    (
+        "machine id with trailing newline",
+        'machine:\n  id: "vm\\n"\n',
+        [("machine.id", f"'vm\\n' {NOT_ALLOWED} (pattern ^[A-Za-z0-9_.-]+$)", 2)],
+    ),
+    (
+        "tool name starting with a digit",
+        _tool("    - name: 1bad\n      type: blob\n"),
+        [("inspection.tools[0].name", f"'1bad' {NOT_ALLOWED} (pattern ^[A-Za-z_][A-Za-z0-9_]*$)", 3)],
+    ),
+    (
+        "empty camera id",
+        "cameras:\n  - id: ''\n",
+        [("cameras[0].id", f"'' {NOT_ALLOWED} (pattern ^[A-Za-z_][A-Za-z0-9_]*$)", 2)],
+    ),
     # math expressions
-    ("math syntax error",
-     _tool(MATH + "      expr: '1 + * 2'\n"),
-     [("inspection.tools[0].expr", "expected a number, tool or '(' at column 5, found '*'", 5)]),
-    ("math unknown function",
-     _tool(MATH + "      expr: 'pow(2, 3)'\n"),
-     [("inspection.tools[0].expr", f"unknown function 'pow' at column 1 {FUNCS}", 5)]),
-    ("math names an unknown tool",
-     _tool(MATH + "      expr: ghost > 1\n"),
-     [("inspection.tools[0].expr", "'ghost' names no tool (tools run in list order)", 5)]),
-    ("math names a later tool",
-     _tool(MATH + "      expr: b.count > 1\n" + BLOB),
-     [("inspection.tools[0].expr", "'b' names a later tool (tools run in list order)", 5)]),
-    ("math names an unknown measure",
-     _tool(BLOB + MATH + "      expr: b.mean > 1\n"),
-     [("inspection.tools[1].expr", f"'b.mean' is not a measure {BLOB_MEASURES}", 7)]),
-    ("math names a dunder measure",
-     _tool(BLOB + MATH + "      expr: b.__class__\n"),
-     [("inspection.tools[1].expr", f"'b.__class__' is not a measure {BLOB_MEASURES}", 7)]),
+    (
+        "math syntax error",
+        _tool(MATH + "      expr: '1 + * 2'\n"),
+        [("inspection.tools[0].expr", "expected a number, tool or '(' at column 5, found '*'", 5)],
+    ),
+    (
+        "math unknown function",
+        _tool(MATH + "      expr: 'pow(2, 3)'\n"),
+        [("inspection.tools[0].expr", f"unknown function 'pow' at column 1 {FUNCS}", 5)],
+    ),
+    (
+        "math names an unknown tool",
+        _tool(MATH + "      expr: ghost > 1\n"),
+        [("inspection.tools[0].expr", "'ghost' names no tool (tools run in list order)", 5)],
+    ),
+    (
+        "math names a later tool",
+        _tool(MATH + "      expr: b.count > 1\n" + BLOB),
+        [("inspection.tools[0].expr", "'b' names a later tool (tools run in list order)", 5)],
+    ),
+    (
+        "math names an unknown measure",
+        _tool(BLOB + MATH + "      expr: b.mean > 1\n"),
+        [("inspection.tools[1].expr", f"'b.mean' is not a measure {BLOB_MEASURES}", 7)],
+    ),
+    (
+        "math names a dunder measure",
+        _tool(BLOB + MATH + "      expr: b.__class__\n"),
+        [("inspection.tools[1].expr", f"'b.__class__' is not a measure {BLOB_MEASURES}", 7)],
+    ),
     # YAML-level problems
-    ("not YAML",
-     "a: [1, 2",
-     [("", "not valid YAML: expected ',' or ']', but got '<stream end>'", 1)]),
-    ("tab indentation",
-     "machine:\n\tid: a\n",
-     [("", "not valid YAML: found character '\\t' that cannot start any token", 2)]),
-    ("bad indentation",
-     "machine:\n  id: a\n name: b\n",
-     [("", "not valid YAML: expected <block end>, but found '<block mapping start>'", 3)]),
-    ("python tag refused",
-     "machine: !!python/object:os.system {}\n",
-     [("", "not valid YAML: could not determine a constructor for the tag "
-           "'tag:yaml.org,2002:python/object:os.system'", 1)]),
-    ("YAML list",
-     "- 1\n- 2\n",
-     [("", "must be a mapping of sections (got list)", None)]),
-    ("YAML scalar",
-     "42\n",
-     [("", "must be a mapping of sections (got int)", None)]),
-    ("YAML string",
-     "hello\n",
-     [("", "must be a mapping of sections (got str)", None)]),
-    ("empty text",
-     "",
-     [("", "the file is empty", None)]),
-    ("only a comment",
-     "# nothing here\n",
-     [("", "the file is empty", None)]),
+    ("not YAML", "a: [1, 2", [("", "not valid YAML: expected ',' or ']', but got '<stream end>'", 1)]),
+    (
+        "tab indentation",
+        "machine:\n\tid: a\n",
+        [("", "not valid YAML: found character '\\t' that cannot start any token", 2)],
+    ),
+    (
+        "bad indentation",
+        "machine:\n  id: a\n name: b\n",
+        [("", "not valid YAML: expected <block end>, but found '<block mapping start>'", 3)],
+    ),
+    (
+        "python tag refused",
+        "machine: !!python/object:os.system {}\n",
+        [
+            (
+                "",
+                "not valid YAML: could not determine a constructor for the tag "
+                "'tag:yaml.org,2002:python/object:os.system'",
+                1,
+            )
+        ],
+    ),
+    ("YAML list", "- 1\n- 2\n", [("", "must be a mapping of sections (got list)", None)]),
+    ("YAML scalar", "42\n", [("", "must be a mapping of sections (got int)", None)]),
+    ("YAML string", "hello\n", [("", "must be a mapping of sections (got str)", None)]),
+    ("empty text", "", [("", "the file is empty", None)]),
+    ("only a comment", "# nothing here\n", [("", "the file is empty", None)]),
 ]
 
 
@@ -363,19 +463,19 @@ def test_config_issue_str_top_level_without_line() -> None:
 
 def test_every_error_in_a_file_is_reported() -> None:
     text = (
-        "machine:\n"                                       # 1
-        "  id: 'bad id'\n"                                 # 2
-        "  extra: 1\n"                                     # 3
-        "cameras:\n"                                       # 4
-        "  - ring: {slots: 1}\n"                           # 5
+        "machine:\n"  # 1
+        "  id: 'bad id'\n"  # 2
+        "  extra: 1\n"  # 3
+        "cameras:\n"  # 4
+        "  - ring: {slots: 1}\n"  # 5
         "    trigger: {type: continuous, interval_ms: -1}\n"  # 6
-        "inspection:\n"                                    # 7
-        "  workers: 0\n"                                   # 8
-        "  tools:\n"                                       # 9
+        "inspection:\n"  # 7
+        "  workers: 0\n"  # 8
+        "  tools:\n"  # 9
         "    - {name: b, type: blob, params: {th_min: 300}}\n"  # 10
-        "    - {name: m, type: math, expr: '1 +'}\n"       # 11
-        "outputs:\n"                                       # 12
-        "  zmq: {bind: nope, hwm: 0}\n"                    # 13
+        "    - {name: m, type: math, expr: '1 +'}\n"  # 11
+        "outputs:\n"  # 12
+        "  zmq: {bind: nope, hwm: 0}\n"  # 13
     )
     got = issues_of(text)
     assert len(got) == 9
@@ -386,8 +486,11 @@ def test_every_error_in_a_file_is_reported() -> None:
         ("cameras[0].trigger.interval_ms", "must be >= 0.0 (got -1)", 6),
         ("inspection.workers", "must be >= 1 (got 0)", 8),
         ("inspection.tools[0].params.th_min", "must be <= 255 (got 300)", 10),
-        ("inspection.tools[1].expr", "expected a number, tool or '(' at column 4, found end of expression",
-         11),
+        (
+            "inspection.tools[1].expr",
+            "expected a number, tool or '(' at column 4, found end of expression",
+            11,
+        ),
         ("outputs.zmq.bind", "'nope' is not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)", 13),
         ("outputs.zmq.hwm", "must be >= 1 (got 0)", 13),
     ]
@@ -451,10 +554,13 @@ def test_full_tool_chain_is_accepted() -> None:
 
 
 def test_equal_bands_are_accepted() -> None:
-    cfg = load_pipeline_text(_tool(
-        "    - name: b\n      type: blob\n      params: {th_min: 7, th_max: 7, area_min: 9, area_max: 9}\n"
-        "      pass_fail: {min: 3, max: 3}\n"
-    ))
+    cfg = load_pipeline_text(
+        _tool(
+            "    - name: b\n      type: blob\n"
+            "      params: {th_min: 7, th_max: 7, area_min: 9, area_max: 9}\n"
+            "      pass_fail: {min: 3, max: 3}\n"
+        )
+    )
     tool = cfg.inspection.tools[0]
     assert isinstance(tool, BlobTool)
     params = tool.params
@@ -535,7 +641,7 @@ def test_second_yaml_document_is_refused() -> None:
     ]
 
 
-# --- once bugs, now fixed -----------------------------------------------------------------------------------------
+# --- once bugs, now fixed ------------------------------------------------------------------
 
 
 def test_type_may_be_omitted_where_it_has_a_default() -> None:
@@ -571,8 +677,12 @@ def test_non_string_key_path_is_not_a_list_index() -> None:
 
 
 def test_every_duplicate_tool_name_is_reported() -> None:
-    got = issues_of(_tool("    - {name: a, type: blob}\n    - {name: a, type: blob}\n"
-                          "    - {name: b, type: blob}\n    - {name: b, type: blob}\n"))
+    got = issues_of(
+        _tool(
+            "    - {name: a, type: blob}\n    - {name: a, type: blob}\n"
+            "    - {name: b, type: blob}\n    - {name: b, type: blob}\n"
+        )
+    )
     assert got == [
         ("inspection.tools[1].name", "duplicate tool name 'a'", 4),
         ("inspection.tools[3].name", "duplicate tool name 'b'", 6),
@@ -649,7 +759,14 @@ def test_cli_several_files_never_trace_back(tmp_path: Path) -> None:
     (tmp_path / "latin1.yaml").write_bytes(b"\xff\xfe")
     (tmp_path / "adir").mkdir()
     files = [
-        "ok.yaml", "bad.yaml", "broken.yaml", "list.yaml", "latin1.yaml", "adir", "missing.yaml", "ok.yaml"
+        "ok.yaml",
+        "bad.yaml",
+        "broken.yaml",
+        "list.yaml",
+        "latin1.yaml",
+        "adir",
+        "missing.yaml",
+        "ok.yaml",
     ]
     proc = run_validate(tmp_path, *files)
     assert proc.returncode == 2
@@ -665,7 +782,12 @@ def test_cli_several_files_never_trace_back(tmp_path: Path) -> None:
         "missing.yaml: (top level): file not found",
     ]
     assert [m.group("file") for m in map(LINE_FORMAT.match, lines) if m] == [
-        "bad.yaml", "broken.yaml", "list.yaml", "latin1.yaml", "adir", "missing.yaml"
+        "bad.yaml",
+        "broken.yaml",
+        "list.yaml",
+        "latin1.yaml",
+        "adir",
+        "missing.yaml",
     ]
 
 

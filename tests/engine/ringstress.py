@@ -42,12 +42,14 @@ def writer(name: str, frames: int, out: Any) -> None:
     out.put({"written": written, "ring_full": ring_full})
 
 
-def reader(name: str, stop: Any, out: Any, use_pins: bool) -> None:
+def reader(name: str, stop: Any, out: Any, use_pins: bool, ready: Any = None) -> None:
     """Read the newest frame over and over; verify every frame it accepts.
 
     use_pins=False exercises detection only (seq checked before and after); use_pins=True is the
     engine's protocol (pin before reading, as the dispatcher does)."""
     ring = Ring.attach(name)
+    if ready is not None:
+        ready.release()
     accepted = rejected = torn_accepted = torn_rejected = pin_failed = 0
     last = -1
     while not stop.is_set():
@@ -61,7 +63,7 @@ def reader(name: str, stop: Any, out: Any, use_pins: bool) -> None:
         if use_pins and not ring.pin(slot, seq):
             pin_failed += 1
             continue
-        ok, fid = intact(ring.view(slot))
+        ok, _fid = intact(ring.view(slot))
         if ring.valid(slot, seq):
             accepted += 1
             torn_accepted += 0 if ok else 1
@@ -71,23 +73,39 @@ def reader(name: str, stop: Any, out: Any, use_pins: bool) -> None:
         if use_pins:
             ring.unpin(slot)
     ring.close()
-    out.put({"accepted": accepted, "rejected": rejected, "torn_accepted": torn_accepted,
-             "torn_rejected": torn_rejected, "pin_failed": pin_failed})
+    out.put(
+        {
+            "accepted": accepted,
+            "rejected": rejected,
+            "torn_accepted": torn_accepted,
+            "torn_rejected": torn_rejected,
+            "pin_failed": pin_failed,
+        }
+    )
 
 
 def run_stress(name: str, frames: int, readers: int, use_pins: bool) -> tuple[dict, list[dict]]:
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     stop = ctx.Event()
-    rs = [ctx.Process(target=reader, args=(name, stop, out, use_pins)) for _ in range(readers)]
+    ready = ctx.Semaphore(0)
+    rs = [ctx.Process(target=reader, args=(name, stop, out, use_pins, ready)) for _ in range(readers)]
     for p in rs:
         p.start()
+    for _ in rs:  # the readers race the writer from its first frame
+        ready.acquire(timeout=60)
     w = ctx.Process(target=writer, args=(name, frames, out))
     w.start()
     w.join(120)
+    stalled = w.is_alive()
     stop.set()
-    for p in rs:
-        p.join(30)
+    for p in (w, *rs):
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    if stalled:
+        raise AssertionError("the writer stalled: every slot stayed pinned")
     results = [out.get(timeout=10) for _ in range(readers + 1)]
     wres = next(r for r in results if "written" in r)
     rres = [r for r in results if "accepted" in r]

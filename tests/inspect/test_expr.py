@@ -304,9 +304,9 @@ def test_chained_comparison_rejected(text: str, column: int) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("__import__('os').system('x')", "unexpected character \"'\" at column 12"),
+        ("__import__('os').system('x')", 'unexpected character "\'" at column 12'),
         ("__import__", None),  # a bare name is only a tool reference; see test_dunder_names_are_inert
-        ("open('f')", "unexpected character \"'\" at column 6"),
+        ("open('f')", 'unexpected character "\'" at column 6'),
         ("open(f)", "unknown function 'open' at column 1 (known: abs, max, min, round, sqrt)"),
         ("eval(x)", "unknown function 'eval' at column 1 (known: abs, max, min, round, sqrt)"),
         ("getattr(a, b)", "unknown function 'getattr' at column 1 (known: abs, max, min, round, sqrt)"),
@@ -314,7 +314,7 @@ def test_chained_comparison_rejected(text: str, column: int) -> None:
         ("[1]", "unexpected character '[' at column 1"),
         ("a[0]", "unexpected character '[' at column 2"),
         ('"str"', "unexpected character '\"' at column 1"),
-        ("'str'", "unexpected character \"'\" at column 1"),
+        ("'str'", 'unexpected character "\'" at column 1'),
         ("{}", "unexpected character '{' at column 1"),
         ("a.__class__.__bases__", "unexpected '.' at column 12"),
         ("a.__class__()", "unexpected '(' at column 12"),
@@ -348,7 +348,7 @@ def test_expr_error_is_a_value_error() -> None:
     assert issubclass(ExprError, ValueError)
 
 
-# --- once bugs, now fixed -----------------------------------------------------------------------------------------
+# --- once bugs, now fixed ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("text", ["min(3)", "max(3)"])

@@ -17,8 +17,9 @@ def make_source(cam: CameraConfig) -> Source:
     if isinstance(src, SyntheticCfg):
         from lens.capture.sources.synthetic import SyntheticSource
 
-        return SyntheticSource(src.width, src.height, 1 if gray else 3, src.seed, src.defect_rate, src.parts,
-                               src.fps)
+        return SyntheticSource(
+            src.width, src.height, 1 if gray else 3, src.seed, src.defect_rate, src.parts, src.fps
+        )
     if isinstance(src, FolderCfg):
         from lens.capture.sources.folder import FolderSource
 

@@ -20,8 +20,15 @@ log = logging.getLogger("lens.capture")
 
 
 class FolderSource(Source):
-    def __init__(self, path: str, pattern: str = "*", loop: bool = True, gray: bool = True,
-                 cache_mb: int = 256, fps: float = 0.0) -> None:
+    def __init__(
+        self,
+        path: str,
+        pattern: str = "*",
+        loop: bool = True,
+        gray: bool = True,
+        cache_mb: int = 256,
+        fps: float = 0.0,
+    ) -> None:
         self.path = Path(path)
         self.pattern = pattern
         self.loop = loop
@@ -38,15 +45,18 @@ class FolderSource(Source):
     def open(self) -> tuple[int, int]:
         if not self.path.is_dir():
             raise SourceError(f"folder source: {self.path} is not a directory")
-        self.files = sorted(p for p in self.path.glob(self.pattern)
-                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = sorted(
+            p for p in self.path.glob(self.pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
         if not self.files:
             raise SourceError(f"folder source: no images matching {self.pattern!r} in {self.path}")
         for i in range(len(self.files)):
             first = self._decode(i)
             if first is not None:
                 return first.shape[0], first.shape[1]
-        raise SourceError(f"folder source: none of the {len(self.files)} images in {self.path} can be decoded")
+        raise SourceError(
+            f"folder source: none of the {len(self.files)} images in {self.path} can be decoded"
+        )
 
     def _decode(self, i: int) -> np.ndarray | None:
         hit = self.cache.get(i)

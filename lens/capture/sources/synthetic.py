@@ -31,8 +31,9 @@ def _mix(seed: int, n: int) -> int:
 
 
 class SyntheticScene:
-    def __init__(self, width: int, height: int, channels: int, seed: int = 0, defect_rate: float = 0.1,
-                 parts: int = 4) -> None:
+    def __init__(
+        self, width: int, height: int, channels: int, seed: int = 0, defect_rate: float = 0.1, parts: int = 4
+    ) -> None:
         self.width, self.height, self.channels = width, height, channels
         self.seed, self.parts = seed, parts
         frame_bytes = width * height * channels
@@ -75,7 +76,9 @@ class SyntheticScene:
             cy = int(h / 2 + rng.integers(-h // 12, h // 12 + 1))
             level = int(PART_LEVEL + rng.integers(-12, 13))
             cv2.circle(img, (cx, cy), r, level, thickness=-1, lineType=cv2.LINE_8)
-            cv2.circle(img, (cx, cy), max(1, r // 3), level - 25, thickness=-1, lineType=cv2.LINE_8)  # cap centre
+            cv2.circle(
+                img, (cx, cy), max(1, r // 3), level - 25, thickness=-1, lineType=cv2.LINE_8
+            )  # cap centre
         if defect == "extra_blob":
             er = max(2, r // 5)
             ex = int(rng.integers(er + 1, w - er - 1))
@@ -94,8 +97,16 @@ class SyntheticScene:
 
 
 class SyntheticSource(Source):
-    def __init__(self, width: int, height: int, channels: int, seed: int, defect_rate: float, parts: int,
-                 fps: float = 0.0) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        channels: int,
+        seed: int,
+        defect_rate: float,
+        parts: int,
+        fps: float = 0.0,
+    ) -> None:
         self.scene = SyntheticScene(width, height, channels, seed, defect_rate, parts)
         self.fps = fps
         self.n = 0

@@ -87,8 +87,10 @@ class Roi:
         y1 = height if r.h is None else r.y + r.h
         x0, y0, x1, y1 = max(0, r.x), max(0, r.y), min(width, x1), min(height, y1)
         if x1 <= x0 or y1 <= y0:
-            raise ToolError(f"tool '{self.tool}': roi {{x: {r.x}, y: {r.y}, w: {r.w}, h: {r.h}}} lies outside "
-                            f"the {width}x{height} frame")
+            raise ToolError(
+                f"tool '{self.tool}': roi {{x: {r.x}, y: {r.y}, w: {r.w}, h: {r.h}}} lies outside "
+                f"the {width}x{height} frame"
+            )
         self._cache = ((height, width), (x0, y0, x1, y1))
         return x0, y0, x1, y1
 

@@ -21,8 +21,15 @@ class Blob(Tool):
     def measure(self, canvas: Canvas, values: dict[str, dict[str, float]]) -> Measurement:
         p = self.cfg.params
         x0, y0, x1, y1 = self.roi.rect(canvas.height, canvas.width)
-        stats = blob_stats(canvas.gray()[y0:y1, x0:x1], p.th_min, p.th_max, p.area_min, p.area_max,
-                           scratch=self.scratch, offset=(x0, y0))
+        stats = blob_stats(
+            canvas.gray()[y0:y1, x0:x1],
+            p.th_min,
+            p.th_max,
+            p.area_min,
+            p.area_max,
+            scratch=self.scratch,
+            offset=(x0, y0),
+        )
         count = int(stats.shape[0])
         areas = stats[:, 0]
         total = int(areas.sum()) if count else 0
@@ -30,8 +37,22 @@ class Blob(Tool):
         blobs = []
         detections = []
         for area, x, y, w, h, cx, cy in stats[: p.max_blobs].tolist():
-            blobs.append({"x": int(x), "y": int(y), "w": int(w), "h": int(h), "area": int(area),
-                          "cx": round(cx, 2), "cy": round(cy, 2)})
-            detections.append({"class": self.name, "confidence": 1.0, "bbox": [int(x), int(y), int(w), int(h)]})
-        return Measurement(count, {"count": count, "total_area": total, "largest_area": largest},
-                           {"blobs": blobs, "detections": detections})
+            blobs.append(
+                {
+                    "x": int(x),
+                    "y": int(y),
+                    "w": int(w),
+                    "h": int(h),
+                    "area": int(area),
+                    "cx": round(cx, 2),
+                    "cy": round(cy, 2),
+                }
+            )
+            detections.append(
+                {"class": self.name, "confidence": 1.0, "bbox": [int(x), int(y), int(w), int(h)]}
+            )
+        return Measurement(
+            count,
+            {"count": count, "total_area": total, "largest_area": largest},
+            {"blobs": blobs, "detections": detections},
+        )
