@@ -15,8 +15,12 @@ Each slot is guarded by a sequence number (a seqlock) and a pin count:
 * A reader accepts a frame only if `seq` equals the value announced for it before *and* after it
   used the pixels; anything else is a torn or overwritten frame and is counted as `overrun`.
 
-On x86-64 (TSO) plain stores are seen in program order, which is what a seqlock needs; the
-pin check is a second, independent guard, and the after-check makes detection exact.
+Ordering: on x86-64 (TSO) stores are seen in program order and loads are not reordered with
+other loads, which is what the seqlock needs (writer: odd, pixels, even; reader: seq, pixels, seq).
+The pin is a second, best-effort guard: it is a store-then-load handshake with the writer, and
+x86 may let a load pass an earlier store, so in a rare race both sides proceed. The after-check
+still sees the changed sequence number, so such a frame is reported as `overrun`, never accepted
+torn. (A port to a weakly-ordered CPU, e.g. aarch64, needs explicit fences here.)
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ class RingGeometry:
     height: int
     width: int
     channels: int  # 1 = gray, 3 = BGR
+
+    def __post_init__(self) -> None:
+        if self.slots < 2 or self.height < 1 or self.width < 1 or self.channels not in (1, 3):
+            raise ValueError(f"bad ring geometry {self}: slots >= 2, height and width >= 1, channels 1 or 3")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -204,9 +212,10 @@ class Ring:
 
     def valid(self, slot: int, seq: int) -> bool:
         """True while `slot` still holds the frame published as `seq`."""
-        return self._meta[slot, M_SEQ] == seq
+        return bool(self._meta[slot, M_SEQ] == seq)
 
     def frame_info(self, slot: int) -> tuple[int, float]:
+        """(frame_id, captured_at) of the slot; like the pixels, trust it only if `valid` after."""
         return int(self._meta[slot, M_FRAME]), float(self._meta_f[slot, M_TIME])
 
     def latest(self) -> tuple[int, int] | None:
