@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -24,8 +25,34 @@ def _infrastructure(p: psutil.Process) -> bool:
         return True
 
 
-def _shm() -> set[str]:
-    return {p.name for p in Path("/dev/shm").glob("lens_*")}
+def _shm(pids: set[int] | None = None) -> set[str]:
+    """lens segments in /dev/shm; with `pids`, only those created by those processes (a segment's
+    name carries its creator's pid: lens_<pid>_<token>_...). Other runs on the machine are not ours."""
+    names = {p.name for p in Path("/dev/shm").glob("lens_*")}
+    if pids is None:
+        return names
+    return {n for n in names if n.split("_")[1].isdigit() and int(n.split("_")[1]) in pids}
+
+
+class _Family:
+    """Records the pids of this process's descendants while a test runs (they may be gone by its end)."""
+
+    def __init__(self) -> None:
+        self.pids = {os.getpid()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="leak-watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.05):
+            with contextlib.suppress(psutil.Error):
+                self.pids.update(c.pid for c in me.children(recursive=True))
+
+    def stop(self) -> set[int]:
+        self._stop.set()
+        self._thread.join()
+        return self.pids
 
 
 def _listening() -> set[tuple[str, int]]:
@@ -44,8 +71,10 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     ZeroMQ context (its I/O threads) behind."""
     shm_before = _shm()
     listen_before = _listening()
+    family = _Family()
     native_threads_before = _zmq_threads()
     yield
+    pids = family.stop()
     deadline = time.monotonic() + 5.0
     while True:
         kids = [
@@ -53,7 +82,7 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
             for p in psutil.Process().children(recursive=True)
             if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and not _infrastructure(p)
         ]
-        leaked_shm = _shm() - shm_before
+        leaked_shm = _shm(pids) - shm_before
         leaked_listen = _listening() - listen_before
         native_threads = _zmq_threads() - native_threads_before
         if not (kids or leaked_shm or leaked_listen or native_threads > 0) or time.monotonic() > deadline:

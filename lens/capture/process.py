@@ -164,11 +164,14 @@ class CaptureProcess(LensProcess):
         self.sock.send_multipart((msgs.FRAME, pack([self.index, slot, seq, frame_id, captured_at])))
         return True
 
-    def teardown(self) -> None:
-        if self.source is not None:
+    def teardown(self) -> None:  # safe after a partial setup
+        if getattr(self, "source", None) is not None:
             self.source.close()
-        self.sock.close(linger=0)
-        self.zctx.term()
-        if self.ring is not None:
+        if hasattr(self, "sock"):
+            self.sock.close(linger=0)
+        if hasattr(self, "zctx"):
+            self.zctx.term()
+        if getattr(self, "ring", None) is not None:
             self.ring.close()
-        self.stats.close()
+        if hasattr(self, "stats"):
+            self.stats.close()

@@ -1,7 +1,8 @@
 """`lens inspect PIPELINE IMAGE...`: run the pipeline's tool chain on image files, offline.
 
-Default output: one readable line per image. `--json`: one result envelope per line (the same
-envelope the bus carries), for scripts.
+Output: one result envelope per line (the envelope the bus carries; `--json` says so explicitly),
+or with `--summary` one readable line per image. Exit 0 when every image was inspected (pass or
+fail), 1 when an image could not be read or a tool could not run, 2 for an invalid pipeline.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import Any, TextIO
 import cv2
 import orjson
 
-from lens.config.load import ConfigError, load_pipeline
-from lens.engine.envelope import LENS_INSPECTION_ERROR, Job, error_envelope, result_envelope
-from lens.inspect.runner import ToolChain
-from lens.inspect.tools import ToolError
+from lens.config.load import ConfigError, format_issue, load_pipeline
+from lens.engine import msgs
+from lens.engine.envelope import Job, error_envelope
+from lens.inspect.runner import ToolChain, inspect_frame
 
 LENS_INVALID_IMAGE = "LENS_INVALID_IMAGE"
+MODE = "TEST"
 EXIT_OK, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
 
 
@@ -38,7 +40,7 @@ def inspect_files(
     pipeline: str,
     images: list[str],
     camera: str | None = None,
-    pretty: bool = True,
+    summary: bool = False,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
@@ -46,10 +48,7 @@ def inspect_files(
         config = load_pipeline(pipeline)
     except ConfigError as e:
         for issue in e.issues:
-            print(
-                f"{pipeline}{':' + str(issue.line) if issue.line else ''}: {issue.path}: {issue.message}",
-                file=err,
-            )
+            print(format_issue(pipeline, issue), file=err)
         return EXIT_INVALID
     cams = {c.id: c for c in config.cameras}
     if camera is not None and camera not in cams:
@@ -60,24 +59,18 @@ def inspect_files(
     chain = ToolChain(config.inspection)
     status = EXIT_OK
     for i, path in enumerate(images):
-        mtime = os.path.getmtime(path) if os.path.exists(path) else time.time()
-        job = Job(i + 1, 0, cam.id, "", 0, 0, i, mtime, "file", mtime, chain.version)
+        taken = os.path.getmtime(path) if os.path.exists(path) else time.time()
+        job = Job(i + 1, 0, cam.id, "", 0, 0, i, taken, "file", taken, chain.version)
         image = cv2.imread(path, flag) if os.path.isfile(path) else None
         if image is None:
             why = "no such file" if not os.path.exists(path) else "not a readable image"
-            env = error_envelope(config.machine.id, job, "TEST", LENS_INVALID_IMAGE, f"{path}: {why}")
+            env = error_envelope(config.machine.id, job, MODE, LENS_INVALID_IMAGE, f"{path}: {why}")
             status = EXIT_FAIL
         else:
-            try:
-                tools, passed = chain.run(image)
-                env = result_envelope(config.machine.id, job, "TEST", passed, tools)
-            except ToolError as e:
-                env = error_envelope(config.machine.id, job, "TEST", LENS_INSPECTION_ERROR, str(e))
+            outcome, env = inspect_frame(chain, config.machine.id, job, MODE, image)
+            if outcome == msgs.ERROR:
                 status = EXIT_FAIL
         env["image"] = path
-        if pretty:
-            print(_summary(path, env), file=out)
-        else:
-            out.write(orjson.dumps(env).decode() + "\n")
+        out.write((_summary(path, env) if summary else orjson.dumps(env).decode()) + "\n")
     out.flush()
     return status

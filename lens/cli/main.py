@@ -12,7 +12,7 @@ EXIT_OK, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from lens.config.load import ConfigError, load_pipeline
+    from lens.config.load import ConfigError, format_issue, load_pipeline
 
     status = EXIT_OK
     for path in args.files:
@@ -21,8 +21,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         except ConfigError as e:
             status = EXIT_INVALID
             for issue in e.issues:
-                line = f":{issue.line}" if issue.line else ""
-                print(f"{path}{line}: {issue.path or '(top level)'}: {issue.message}", file=sys.stderr)
+                print(format_issue(path, issue), file=sys.stderr)
             continue
         tools = len(cfg.inspection.tools)
         print(
@@ -40,7 +39,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from lens.cli.inspect import inspect_files
 
-    return inspect_files(args.pipeline, args.images, camera=args.camera, pretty=not args.json)
+    return inspect_files(args.pipeline, args.images, camera=args.camera, summary=args.summary)
 
 
 def _cmd_subscribe(args: argparse.Namespace) -> int:
@@ -85,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("pipeline")
     s.add_argument("images", nargs="+")
     s.add_argument("--camera", default=None, help="camera whose capture format applies (default: first)")
-    s.add_argument("--json", action="store_true", help="compact JSON lines (default: indented)")
+    out = s.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON result envelope per line (the default)")
+    out.add_argument("--summary", action="store_true", help="one readable line per image instead")
     s.set_defaults(fn=_cmd_inspect)
 
     s = sub.add_parser("subscribe", help="print results and events from a results bus")

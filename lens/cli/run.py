@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from lens.config.load import ConfigError, load_pipeline
+from lens.config.load import ConfigError, format_issue, load_pipeline
 from lens.engine.process import setup_logging
 from lens.engine.supervisor import StartError, Supervisor
 
@@ -48,8 +48,7 @@ def run(path: str, quiet: bool = False, duration: float = 0.0, out: TextIO = sys
         config = load_pipeline(path)
     except ConfigError as e:
         for issue in e.issues:
-            line = f":{issue.line}" if issue.line else ""
-            print(f"{path}{line}: {issue.path or '(top level)'}: {issue.message}", file=out)
+            print(format_issue(path, issue), file=out)
         return EXIT_INVALID
 
     stop = False

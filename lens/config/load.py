@@ -28,6 +28,12 @@ class ConfigIssue:
         return f"{where}{self.path or '(top level)'}: {self.message}"
 
 
+def format_issue(source: str, issue: ConfigIssue) -> str:
+    """`FILE:LINE: path: message`, the one format every command prints config errors in."""
+    line = f":{issue.line}" if issue.line else ""
+    return f"{source}{line}: {issue.path or '(top level)'}: {issue.message}"
+
+
 class ConfigError(ValueError):
     """Invalid configuration; `issues` lists every problem found."""
 

@@ -48,6 +48,16 @@ class SyntheticSource(Section):
     defect_rate: Annotated[float, Field(ge=0, le=1, description="Share of defective parts/frames")] = 0.1
     parts: Annotated[int, Field(ge=1, le=16, description="Good parts per frame")] = 4
 
+    @model_validator(mode="after")
+    def _fits(self) -> SyntheticSource:
+        if self.width < 8 * self.parts:
+            raise ValueError(
+                f"width: {self.width} px is too small for {self.parts} parts (at least {8 * self.parts})"
+            )
+        if self.height < 32:
+            raise ValueError(f"height: {self.height} px is too small for the scene (at least 32)")
+        return self
+
 
 class FolderSource(Section):
     type: Literal["folder"] = "folder"

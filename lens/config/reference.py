@@ -74,8 +74,14 @@ def _type_name(tp: Any) -> str:
 def _bounds(info: FieldInfo) -> str:
     parts = []
     for m in info.metadata:
-        for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("min_length", "len >="),
-                          ("max_length", "len <=")):
+        for attr, sym in (
+            ("ge", ">="),
+            ("gt", ">"),
+            ("le", "<="),
+            ("lt", "<"),
+            ("min_length", "len >="),
+            ("max_length", "len <="),
+        ):
             v = getattr(m, attr, None)
             if v is not None:
                 parts.append(f"{sym} {v}")
@@ -86,8 +92,11 @@ def _default(info: FieldInfo) -> str:
     if info.is_required():
         return "**required**"
     if info.default_factory is not None:
-        return "(see section)" if info.default_factory not in (list, dict) else ("[]" if info.default_factory
-                                                                                 is list else "{}")
+        return (
+            "(see section)"
+            if info.default_factory not in (list, dict)
+            else ("[]" if info.default_factory is list else "{}")
+        )
     v = info.default
     return "null" if v is None else f"`{v}`"
 
@@ -99,8 +108,10 @@ def reference_markdown() -> str:
         out.append("| key | type | default | bounds | what |")
         out.append("|---|---|---|---|---|")
         for name, info in model.model_fields.items():
-            out.append(f"| `{name}` | {_type_name(info.annotation)} | {_default(info)} | {_bounds(info)} | "
-                       f"{info.description or ''} |")
+            out.append(
+                f"| `{name}` | {_type_name(info.annotation)} | {_default(info)} | {_bounds(info)} | "
+                f"{info.description or ''} |"
+            )
         out.append("")
     return "\n".join(out)
 

@@ -39,7 +39,11 @@ class Publisher:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, hwm)
         self.sock.setsockopt(zmq.XPUB_NODROP, 1)
-        self.sock.bind(endpoint)
+        try:
+            self.sock.bind(endpoint)
+        except zmq.ZMQError:
+            self.sock.close(linger=0)  # else the context's term() would wait for it forever
+            raise
         self.endpoint = endpoint
         self.sent = 0
         self.dropped = 0

@@ -79,6 +79,14 @@ def setup_logging(level: int, name: str) -> None:
     root.setLevel(level)
 
 
+class SetupError(RuntimeError):
+    """A process cannot start for a reason the user can fix (a port in use, a missing file).
+    Logged as one line, no traceback; the process exits with EXIT_SETUP."""
+
+
+EXIT_SETUP = 3
+
+
 class LensProcess(SPAWN.Process):  # type: ignore[name-defined,misc]
     """Base of capture, dispatcher and worker processes.
 
@@ -115,7 +123,11 @@ class LensProcess(SPAWN.Process):  # type: ignore[name-defined,misc]
         setup_logging(self.ctx.log_level, self.name)
         self.stop_event = threading.Event()
         try:
-            self.setup()
+            try:
+                self.setup()
+            except SetupError as e:
+                log.error("%s cannot start: %s", self.name, e)
+                sys.exit(EXIT_SETUP)  # teardown runs in the finally below
             self.ready.set()
             self.loop()
         finally:

@@ -95,7 +95,7 @@ class Supervisor:
             while not proc.ready.wait(0.1):
                 if not proc.is_alive():
                     raise StartError(
-                        f"{name} exited during start (exit code {proc.exitcode}); see its log above"
+                        f"{name} could not start (exit code {proc.exitcode}; its log above says why)"
                     )
                 if time.monotonic() > deadline:
                     raise StartError(f"{name} not ready after {READY_TIMEOUT_S:.0f} s")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import numpy as np
 
 from lens.config.models import InspectionConfig
-from lens.inspect.tools import Canvas, Tool, make_tool
+from lens.engine import msgs
+from lens.engine.envelope import LENS_INSPECTION_ERROR, Job, error_envelope, result_envelope
+from lens.inspect.tools import Canvas, Tool, ToolError, make_tool
+
+log = logging.getLogger("lens.inspect")
 
 
 class ToolChain:
@@ -48,3 +53,19 @@ class ToolChain:
             results[tool.name] = out
             values[tool.name] = {"value": m.value, **m.measures}
         return results, passed
+
+
+def inspect_frame(
+    chain: ToolChain, machine_id: str, job: Job, mode: str, frame: np.ndarray
+) -> tuple[int, dict[str, Any]]:
+    """Run the chain on one frame and build its envelope: (outcome, envelope). Never raises for a
+    tool's failure: a tool that cannot run gives an error result naming it (LENS_INSPECTION_ERROR)."""
+    try:
+        tools, passed = chain.run(frame)
+    except ToolError as e:
+        return msgs.ERROR, error_envelope(machine_id, job, mode, LENS_INSPECTION_ERROR, str(e))
+    except Exception as e:  # a bug in a tool must cost one result, not the worker
+        log.exception("tool chain failed on frame %s of %s", job.frame_id, job.camera)
+        message = f"internal error in the tool chain: {type(e).__name__}: {e}"
+        return msgs.ERROR, error_envelope(machine_id, job, mode, LENS_INSPECTION_ERROR, message)
+    return (msgs.PASSED if passed else msgs.FAILED), result_envelope(machine_id, job, mode, passed, tools)

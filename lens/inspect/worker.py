@@ -14,17 +14,10 @@ import zmq
 
 from lens.engine import msgs
 from lens.engine.bus import pack, unpack
-from lens.engine.envelope import (
-    LENS_INSPECTION_ERROR,
-    LENS_OVERRUN,
-    Job,
-    error_envelope,
-    result_envelope,
-)
+from lens.engine.envelope import LENS_OVERRUN, Job, error_envelope
 from lens.engine.process import LensProcess, RunContext
 from lens.engine.ring import Ring
-from lens.inspect.runner import ToolChain
-from lens.inspect.tools import ToolError
+from lens.inspect.runner import ToolChain, inspect_frame
 
 log = logging.getLogger("lens.worker")
 MODE = "RUN"
@@ -49,22 +42,10 @@ class Inspector:
         ring = self.ring(job.ring)
         if not ring.valid(job.slot, job.seq):
             return self._overrun(job, "before")
-        try:
-            tools, passed = self.chain.run(ring.view(job.slot))
-        except Exception as e:  # a tool failing on one frame must not take the worker down
-            if not ring.valid(job.slot, job.seq):
-                return self._overrun(job, "while")
-            if isinstance(e, ToolError):
-                message = str(e)
-            else:
-                log.exception("tool chain failed on frame %s of %s", job.frame_id, job.camera)
-                message = f"internal error in the tool chain: {type(e).__name__}: {e}"
-            env = error_envelope(self.machine_id, job, MODE, LENS_INSPECTION_ERROR, message)
-            return msgs.ERROR, pack(env)
-        if not ring.valid(job.slot, job.seq):
+        outcome, env = inspect_frame(self.chain, self.machine_id, job, MODE, ring.view(job.slot))
+        if not ring.valid(job.slot, job.seq):  # whatever the tools said, the pixels were not one frame
             return self._overrun(job, "while")
-        env = result_envelope(self.machine_id, job, MODE, passed, tools)
-        return (msgs.PASSED if passed else msgs.FAILED), pack(env)
+        return outcome, pack(env)
 
     def _overrun(self, job: Job, when: str) -> tuple[int, bytes]:
         msg = f"frame {job.frame_id} of {job.camera} was overwritten {when} it was inspected"

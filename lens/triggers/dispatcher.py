@@ -28,7 +28,7 @@ from lens.config.models import CameraConfig
 from lens.engine import msgs
 from lens.engine.bus import Publisher, event_topic, pack, result_topic, unpack
 from lens.engine.envelope import LENS_WORKER_CRASHED, Job, error_envelope, event_envelope
-from lens.engine.process import LensProcess, RunContext
+from lens.engine.process import LensProcess, RunContext, SetupError
 from lens.engine.ring import Ring
 from lens.engine.stats import CAM, RUN, Stats
 
@@ -84,7 +84,10 @@ class Dispatcher(LensProcess):
         self.hub.setsockopt(zmq.RCVHWM, 0)
         self.hub.setsockopt(zmq.SNDHWM, 0)
         self.hub.bind(self.ctx.hub_endpoint)
-        self.pub = Publisher(self.zctx, cfg.outputs.zmq.bind, cfg.outputs.zmq.hwm)
+        try:
+            self.pub = Publisher(self.zctx, cfg.outputs.zmq.bind, cfg.outputs.zmq.hwm)
+        except zmq.ZMQError as e:
+            raise SetupError(f"cannot bind the results bus at {cfg.outputs.zmq.bind}: {e}") from None
         self.stats = Stats.attach(self.ctx.stats_name, self.ctx.cameras)
         self.run_row = self.stats.run
         self.cams = [CameraState(i, c, self.stats.camera(i)) for i, c in enumerate(cfg.cameras)]
@@ -319,7 +322,7 @@ class Dispatcher(LensProcess):
         self.pub.publish(event_topic(kind), pack(event_envelope(self.machine_id, kind, **fields)))
 
     def teardown(self) -> None:
-        for ring in self.rings.values():
+        for ring in getattr(self, "rings", {}).values():
             ring.close()
         if hasattr(self, "pub"):
             self.pub.close()

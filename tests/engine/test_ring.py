@@ -144,4 +144,4 @@ def test_torn_read_stress(use_pins: bool) -> None:
     assert accepted > 0, summary
     assert torn_accepted == 0, summary  # the property: no torn frame is ever accepted
     if use_pins:
-        assert rejected == 0, summary  # a pinned frame is never overwritten
+        assert rejected == 0, summary  # a pinned frame is never overwritten (fenced handshake)

@@ -71,14 +71,21 @@ def test_folder_run_gives_exactly_one_result_per_image(tmp_path: Path) -> None:
         assert f"inspected {k} " in out and "dropped busy 0" in out and "overrun 0" in out
 
 
-def test_synthetic_results_match_ground_truth(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["gray", "bgr"])
+def test_synthetic_results_match_ground_truth(tmp_path: Path, fmt: str) -> None:
     """Demo-like job: every result's pass/fail agrees with what the synthetic scene drew."""
     from lens.capture.sources.synthetic import SyntheticScene
 
     port = free_port()
     cfg = {
         "machine": {"id": "vm_demo"},
-        "cameras": [{"id": "cam0", "source": {"type": "synthetic", "seed": 3, "defect_rate": 0.3}}],
+        "cameras": [
+            {
+                "id": "cam0",
+                "source": {"type": "synthetic", "seed": 3, "defect_rate": 0.3},
+                "capture": {"format": fmt},
+            }
+        ],
         "inspection": {
             "workers": 2,
             "tools": [
@@ -94,7 +101,7 @@ def test_synthetic_results_match_ground_truth(tmp_path: Path) -> None:
         "outputs": {"zmq": {"bind": f"tcp://127.0.0.1:{port}"}},
     }
     path = write_pipeline(tmp_path / "demo.yaml", cfg)
-    scene = SyntheticScene(640, 480, 1, seed=3, defect_rate=0.3, parts=4)
+    scene = SyntheticScene(640, 480, 1 if fmt == "gray" else 3, seed=3, defect_rate=0.3, parts=4)
     with LensRun(path, f"tcp://127.0.0.1:{port}") as run:
         run.wait_for(lambda: len(run.results) >= 300, what="300 results")
         assert run.stop() == 0
@@ -165,3 +172,18 @@ def test_killed_supervisor_takes_children_down_and_next_run_starts_clean(tmp_pat
         assert again.stop() == 0
         assert "left by a killed run" in again.output()
     assert not [p for p in Path("/dev/shm").glob(f"lens_{run.proc.pid}_*")]
+
+
+def test_bus_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    port = free_port()
+    path = pipeline(tmp_path, port, {"type": "synthetic"})
+    with LensRun(path, f"tcp://127.0.0.1:{port}") as first:
+        first.wait_for(lambda: len(first.results) >= 5, what="the first run")
+        with LensRun(path, f"tcp://127.0.0.1:{port}") as second:
+            assert second.proc.wait(60) == 1
+            out = second.output()
+            assert f"cannot bind the results bus at tcp://127.0.0.1:{port}" in out, out
+            assert "lens: cannot start: dispatcher could not start" in out
+            assert "Traceback" not in out
+        assert first.proc.poll() is None  # the running machine is untouched
+        assert first.stop() == 0

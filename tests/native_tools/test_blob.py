@@ -31,8 +31,14 @@ def reference(
     mask = ((img >= lo) & (img <= hi)).astype(np.uint8)
     _, _, st, cen = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
     rows = np.column_stack(
-        [st[1:, cv2.CC_STAT_AREA], st[1:, cv2.CC_STAT_LEFT], st[1:, cv2.CC_STAT_TOP],
-         st[1:, cv2.CC_STAT_WIDTH], st[1:, cv2.CC_STAT_HEIGHT], cen[1:]]
+        [
+            st[1:, cv2.CC_STAT_AREA],
+            st[1:, cv2.CC_STAT_LEFT],
+            st[1:, cv2.CC_STAT_TOP],
+            st[1:, cv2.CC_STAT_WIDTH],
+            st[1:, cv2.CC_STAT_HEIGHT],
+            cen[1:],
+        ]
     ).astype(np.float64)
     rows[:, [1, 5]] += offset[0]
     rows[:, [2, 6]] += offset[1]

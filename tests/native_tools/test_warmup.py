@@ -22,8 +22,17 @@ def test_no_compile_after_warmup() -> None:
     ring_slot = frame.view()
     ring_slot.flags.writeable = False  # lens ring slots are read-only views
     scratch = BlobScratch()
-    for img in (frame, frame[10:50, 7:33], frame[::2, ::3], frame.T, frame[0:1, :], frame[:, 5:6],
-                ring_slot, ring_slot[30:90, 40:41], ring_slot[::-1]):
+    for img in (
+        frame,
+        frame[10:50, 7:33],
+        frame[::2, ::3],
+        frame.T,
+        frame[0:1, :],
+        frame[:, 5:6],
+        ring_slot,
+        ring_slot[30:90, 40:41],
+        ring_slot[::-1],
+    ):
         roi_stats(img)
         blob_stats(img, 100, 200, area_min=np.int64(2), area_max=50, scratch=scratch, offset=(3, 4.5))
         blob_stats(img, np.uint8(0), 255)

@@ -40,6 +40,7 @@ class FolderSource(Source):
         self.files: list[Path] = []
         self.index = 0
         self.bad_files = 0  # read by the capture process for its counters
+        self.bad: set[int] = set()  # indices of files that cannot be decoded (counted once)
         self.last_resized = False
 
     def open(self) -> tuple[int, int]:
@@ -60,10 +61,11 @@ class FolderSource(Source):
 
     def _decode(self, i: int) -> np.ndarray | None:
         hit = self.cache.get(i)
-        if hit is not None:
+        if hit is not None or i in self.bad:
             return hit
         img = cv2.imread(str(self.files[i]), self.flag)
         if img is None:
+            self.bad.add(i)
             self.bad_files += 1
             log.warning("folder source: cannot decode %s, skipped", self.files[i])
             return None

@@ -20,6 +20,8 @@ BELT_LEVEL = 55
 PART_LEVEL = 215
 DIM_FACTOR = 0.35
 POOL_BYTES = 64 << 20
+MIN_SPACING = 8  # px of width per part, so parts never touch
+MIN_HEIGHT = 32
 
 
 def _mix(seed: int, n: int) -> int:
@@ -34,6 +36,11 @@ class SyntheticScene:
     def __init__(
         self, width: int, height: int, channels: int, seed: int = 0, defect_rate: float = 0.1, parts: int = 4
     ) -> None:
+        if width < MIN_SPACING * parts or height < MIN_HEIGHT:
+            raise ValueError(
+                f"a {width}x{height} scene is too small for {parts} parts "
+                f"(width >= {MIN_SPACING * parts}, height >= {MIN_HEIGHT})"
+            )
         self.width, self.height, self.channels = width, height, channels
         self.seed, self.parts = seed, parts
         frame_bytes = width * height * channels
@@ -66,14 +73,17 @@ class SyntheticScene:
         img += rng.integers(-8, 9, size=(h, w), dtype=np.int16)  # belt texture, never near 128
         for y in range(h // 8, h, max(2, h // 4)):  # belt seams
             img[y : y + max(1, h // 240)] -= 12
-        r = max(3, int(min(w / (self.parts * 2.6), h / 4) * 0.7))
+        spacing = w / self.parts
+        r = max(2, int(min(spacing * 0.27, h * 0.175)))
+        jx = max(0, min(r // 6, int(spacing / 2 - r - 2)))  # jitter never lets two parts touch
+        jy = max(0, min(h // 12, int(h * 0.62 - h / 2 - r - 3)))
         defect = self.defects[v]
         missing = int(rng.integers(self.parts)) if defect == "missing_part" else -1
         for i in range(self.parts):
             if i == missing:
                 continue
-            cx = int((i + 0.5) * w / self.parts + rng.integers(-r // 6, r // 6 + 1))
-            cy = int(h / 2 + rng.integers(-h // 12, h // 12 + 1))
+            cx = int((i + 0.5) * spacing + rng.integers(-jx, jx + 1))
+            cy = int(h / 2 + rng.integers(-jy, jy + 1))
             level = int(PART_LEVEL + rng.integers(-12, 13))
             cv2.circle(img, (cx, cy), r, level, thickness=-1, lineType=cv2.LINE_8)
             cv2.circle(
@@ -82,7 +92,8 @@ class SyntheticScene:
         if defect == "extra_blob":
             er = max(2, r // 5)
             ex = int(rng.integers(er + 1, w - er - 1))
-            cv2.circle(img, (ex, int(h * 0.88)), er, PART_LEVEL, thickness=-1, lineType=cv2.LINE_8)
+            ey = max(int(h * 0.88), int(h * 0.62) + er + 2)  # below every part, inside the frame
+            cv2.circle(img, (ex, min(ey, h - er - 1)), er, PART_LEVEL, thickness=-1, lineType=cv2.LINE_8)
         if defect == "dim":
             img = (img * DIM_FACTOR).astype(np.int16)
         gray = np.clip(img, 0, 255).astype(np.uint8)

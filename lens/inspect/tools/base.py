@@ -114,5 +114,5 @@ class Tool(ABC):
             return True if m.passed is None else m.passed
         ok = pf.check(m.value)
         for key, limits in pf.measures.items():
-            ok = ok and limits.check(m.measures[key])
+            ok = ok and limits.check(m.value if key == "value" else m.measures[key])
         return ok
