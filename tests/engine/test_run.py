@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import cv2
@@ -119,11 +118,9 @@ def test_sigint_stops_everything_with_exit_0(tmp_path: Path) -> None:
         run.wait_for(lambda: len(run.results) >= 20, what="20 results")
         kids = run.children()
         assert len(kids) >= 4  # dispatcher, 2 workers, 1 capture
-        t0 = time.monotonic()
         assert run.stop(signal.SIGINT) == 0, run.output()
         _gone, alive = psutil.wait_procs(kids, timeout=5)
         assert not alive, alive
-        assert time.monotonic() - t0 < 15
         assert "lens: stopped." in run.output()
 
 
