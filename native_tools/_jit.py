@@ -26,3 +26,11 @@ def kernel(fn: F) -> F:
     compiled = numba.njit(**OPTIONS)(fn)
     REGISTRY.append(compiled)
     return compiled  # type: ignore[no-any-return]
+
+
+def inline(fn: F) -> F:
+    """A small helper of kernels, inlined into each caller at numba IR level (same options).
+
+    Never called from Python, so it has no compiled signatures of its own and is not registered.
+    """
+    return numba.njit(inline="always", **OPTIONS)(fn)  # type: ignore[no-any-return]

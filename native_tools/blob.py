@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from native_tools import _checks
 from native_tools._jit import kernel
 
 #: Output columns of `blob_stats`.
@@ -28,6 +29,7 @@ _BLOCK = 64
 @kernel
 def _runs(
     img: np.ndarray,
+    mask: np.ndarray | None,
     lo: int,
     hi: int,
     starts: np.ndarray,
@@ -35,7 +37,9 @@ def _runs(
     parent: np.ndarray,
     row_start: np.ndarray,
 ) -> int:
-    """Pass 1: foreground runs (lo <= v <= hi) of every row, merged 8-connected by union-find.
+    """Pass 1: foreground runs (lo <= v <= hi, and mask != 0) of every row, merged 8-connected by
+    union-find. `mask` None compiles a variant with the mask tests pruned away (numba removes
+    `mask is None` branches at compile time), so the unmasked scan is the same code as before.
 
     Run r covers columns starts[r]..ends[r] (inclusive) of its row; the runs of row y are
     row_start[y]..row_start[y+1]-1, numbered in raster order. parent[r] <= r always holds, so the
@@ -46,6 +50,8 @@ def _runs(
     n = 0
     for y in range(h):
         row = img[y]
+        if mask is not None:
+            mrow = mask[y]
         first = n
         row_start[y] = first
         in_run = np.int64(0)
@@ -54,8 +60,14 @@ def _runs(
             block = row[x0 : x0 + _BLOCK]
             nb = block.shape[0]
             count = np.uint32(0)  # vectorized: most blocks are all background or all foreground
-            for j in range(nb):
-                count = np.uint32(count + np.uint32(((np.int64(block[j]) - lo) & 0xFF) <= span))
+            if mask is None:
+                for j in range(nb):
+                    count = np.uint32(count + np.uint32(((np.int64(block[j]) - lo) & 0xFF) <= span))
+            else:
+                mblock = mrow[x0 : x0 + _BLOCK]
+                for j in range(nb):
+                    fg = (((np.int64(block[j]) - lo) & 0xFF) <= span) & (mblock[j] != 0)
+                    count = np.uint32(count + np.uint32(fg))
             if count == 0:
                 if in_run:
                     starts[n] = s
@@ -72,6 +84,8 @@ def _runs(
             # starts[n]/ends[n] are rewritten until the run ends, so the tables need one spare slot
             for j in range(nb):
                 fg = np.int64(((np.int64(block[j]) - lo) & 0xFF) <= span)
+                if mask is not None:
+                    fg &= np.int64(mblock[j] != 0)
                 x = x0 + j
                 s = s if in_run else x
                 starts[n] = s
@@ -214,6 +228,7 @@ def blob_stats(
     area_max: int | None = None,
     scratch: BlobScratch | None = None,
     offset: tuple[float, float] = (0, 0),
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """8-connected blobs of the pixels with th_min <= v <= th_max, one row per blob.
 
@@ -223,30 +238,39 @@ def blob_stats(
     (area_max None: no upper limit). Rows are in raster order of each blob's first pixel (top to
     bottom, then left to right). Values equal `cv2.connectedComponentsWithStats(connectivity=8)`.
 
+    With `mask` (2-D uint8 or bool of img's shape, nonzero = inside), pixels outside it are
+    background: the blobs are those of (band & mask).
+
     Pass a `BlobScratch` to reuse its buffers: the call then allocates only the result.
     """
-    if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 2:
-        raise ValueError(f"blob_stats needs a 2-D uint8 image, got {_describe(img)}")
+    img = _checks.image("blob_stats", img)
     lo, hi = int(th_min), int(th_max)
     if not 0 <= lo <= hi <= 255:
         raise ValueError(
             f"blob_stats needs 0 <= th_min <= th_max <= 255, got th_min={th_min}, th_max={th_max}"
         )
-    if img.flags.f_contiguous and not img.flags.c_contiguous:
-        img = np.ascontiguousarray(img)  # rare (a transpose); keeps the kernels to 'C' and 'A' layouts
+    m = _checks.mask("blob_stats", mask, img.shape)
+    # rare (transposes): copies keep the kernels to 'C' and 'A' layouts; blobs are not transpose-invariant
+    if _checks.f_only(img):
+        img = np.ascontiguousarray(img)
+    if m is not None and _checks.f_only(m):
+        m = np.ascontiguousarray(m)
+    img = _checks.read_only(img)
+    m = None if m is None else _checks.read_only(m)
     h, w = img.shape
     a_max = h * w if area_max is None else int(area_max)
     if scratch is None:
         scratch = BlobScratch()
     scratch.ensure((h, w))
-    n = _runs(img, lo, hi, scratch.starts, scratch.ends, scratch.parent, scratch.row_start)
+    n = _runs(img, m, lo, hi, scratch.starts, scratch.ends, scratch.parent, scratch.row_start)
     return _components(
-        n, scratch.starts, scratch.ends, scratch.parent, scratch.row_start[: h + 1],
-        int(area_min), a_max, float(offset[0]), float(offset[1]),
+        n,
+        scratch.starts,
+        scratch.ends,
+        scratch.parent,
+        scratch.row_start[: h + 1],
+        int(area_min),
+        a_max,
+        float(offset[0]),
+        float(offset[1]),
     )
-
-
-def _describe(img: object) -> str:
-    if isinstance(img, np.ndarray):
-        return f"{img.dtype} with shape {img.shape}"
-    return type(img).__name__

@@ -13,7 +13,12 @@ from pydantic import BaseModel, ValidationError
 from lens.config.models import PipelineConfig
 
 # Tags pydantic inserts in an error path for a discriminated union; they are not YAML keys.
-_UNION_TAGS = {"synthetic", "folder", "video", "continuous", "grayscale", "blob", "math"}
+# (kept in step with the tagged unions of lens.config.models and lens.config.tools)
+_UNION_TAGS = {
+    "synthetic", "folder", "video", "continuous",
+    "grayscale", "blur", "threshold", "morphology", "blob", "edge_detection", "locate",
+    "pattern_matching", "math", "custom", "rect", "circle", "ellipse",
+}  # fmt: skip
 _PATH_PREFIX = re.compile(r"^((?:[A-Za-z_][A-Za-z0-9_]*|\[\d+\])(?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*): ")
 
 
@@ -84,7 +89,8 @@ def _message(err: Any) -> str:
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')} (got {shown})"
     if kind == "union_tag_invalid":
-        return f"unknown type {ctx.get('tag')!r} (expected one of {ctx.get('expected_tags')})"
+        word = "shape" if "'rect'" in str(ctx.get("expected_tags")) else "type"
+        return f"unknown {word} {ctx.get('tag')!r} (expected one of {ctx.get('expected_tags')})"
     if kind == "union_tag_not_found":
         return (
             "'type' is required"
@@ -192,9 +198,14 @@ def parse_yaml(text: str, source: str = "") -> tuple[Any, yaml.Node | None]:
 
 
 def validate_data(
-    data: Any, model: type[BaseModel] = PipelineConfig, source: str = "", tree: yaml.Node | None = None
+    data: Any,
+    model: type[BaseModel] = PipelineConfig,
+    source: str = "",
+    tree: yaml.Node | None = None,
+    base_dir: str | None = None,
 ) -> Any:
-    """Validate parsed data against a config model; raises ConfigError listing every issue."""
+    """Validate parsed data against a config model; raises ConfigError listing every issue.
+    Relative paths in it (sources, templates) resolve against `base_dir`."""
     if data is None:
         raise ConfigError([ConfigIssue("", "the file is empty")], source)
     if not isinstance(data, dict):
@@ -202,15 +213,16 @@ def validate_data(
             [ConfigIssue("", f"must be a mapping of sections (got {type(data).__name__})")], source
         )
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as e:
         issues = [ConfigIssue(i.path, i.message, _line_of(tree, i.path)) for i in issues_from(e)]
         raise ConfigError(issues, source) from None
 
 
-def load_pipeline_text(text: str, source: str = "<string>") -> PipelineConfig:
+def load_pipeline_text(text: str, source: str = "<string>", base_dir: str | None = None) -> PipelineConfig:
+    """Validate pipeline YAML text; relative paths in it resolve against `base_dir` (default: cwd)."""
     data, tree = parse_yaml(text, source)
-    return validate_data(data, PipelineConfig, source, tree)
+    return validate_data(data, PipelineConfig, source, tree, base_dir)
 
 
 def load_pipeline(path: str | Path) -> PipelineConfig:
@@ -226,9 +238,4 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
         raise ConfigError([ConfigIssue("", f"not UTF-8 text (byte {e.start})")], str(p)) from None
     except OSError as e:
         raise ConfigError([ConfigIssue("", f"cannot read: {e.strerror}")], str(p)) from None
-    cfg = load_pipeline_text(text, str(p))
-    for cam in cfg.cameras:
-        src_path = getattr(cam.source, "path", None)
-        if src_path and not Path(src_path).is_absolute():
-            cam.source.path = str((p.parent / src_path).resolve())
-    return cfg
+    return load_pipeline_text(text, str(p), str(p.parent.resolve()))

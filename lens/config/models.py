@@ -7,22 +7,13 @@ The same models validate the YAML file (`lens validate`) and, later, REST bodies
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Field, Tag, ValidationInfo, field_validator, model_validator
 
-from lens.inspect.expr import ExprError, parse_expr
-
-IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
-MACHINE_ID = r"^[A-Za-z0-9_.-]+$"
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values validated on assignment."""
-
-    # strict: YAML `yes` is not 1 and "3" is not 3; no NaN/inf limits.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
-
+from lens.config.base import IDENT, MACHINE_ID, Section, tagged_by
+from lens.config.tools import ToolBase, ToolConfig, chain_problems, frame_problems
 
 # --- machine -------------------------------------------------------------------------------------
 
@@ -59,6 +50,12 @@ class SyntheticSource(Section):
         return self
 
 
+def _resolve(v: str, info: ValidationInfo) -> str:
+    """A relative path is relative to the pipeline file's folder (validation context `base_dir`)."""
+    base = (info.context or {}).get("base_dir")
+    return str((Path(base) / v).resolve()) if base is not None and not Path(v).is_absolute() else v
+
+
 class FolderSource(Section):
     type: Literal["folder"] = "folder"
     path: Annotated[str, Field(min_length=1, description="Directory of images (read in sorted order)")]
@@ -71,6 +68,8 @@ class FolderSource(Section):
         int, Field(ge=0, le=65536, description="Decoded images kept in memory for replay (MiB)")
     ] = 256
 
+    _path = field_validator("path")(_resolve)
+
 
 class VideoSource(Section):
     type: Literal["video"] = "video"
@@ -80,23 +79,14 @@ class VideoSource(Section):
     width: Annotated[Dim | None, Field(description="Resize to this width; null = the file's")] = None
     height: Annotated[Dim | None, Field(description="Resize to this height; null = the file's")] = None
 
-
-def _tag(default: str | None) -> Any:
-    """Discriminator by `type`, defaulting to `default` when the key is left out."""
-
-    def pick(v: Any) -> str | None:
-        if isinstance(v, dict):
-            return v.get("type", default)
-        return getattr(v, "type", default)
-
-    return Discriminator(pick)
+    _path = field_validator("path")(_resolve)
 
 
 SourceConfig = Annotated[
     Annotated[SyntheticSource, Tag("synthetic")]
     | Annotated[FolderSource, Tag("folder")]
     | Annotated[VideoSource, Tag("video")],
-    _tag("synthetic"),
+    tagged_by("type", "synthetic"),
 ]
 
 
@@ -112,7 +102,7 @@ class ContinuousTrigger(Section):
     ] = 0
 
 
-TriggerConfig = Annotated[Annotated[ContinuousTrigger, Tag("continuous")], _tag("continuous")]
+TriggerConfig = Annotated[Annotated[ContinuousTrigger, Tag("continuous")], tagged_by("type", "continuous")]
 
 
 class RingConfig(Section):
@@ -135,122 +125,7 @@ class CameraConfig(Section):
     )
 
 
-# --- inspection ----------------------------------------------------------------------------------
-
-
-class Limits(Section):
-    min: Annotated[float | None, Field(description="Lowest passing value (inclusive); null = none")] = None
-    max: Annotated[float | None, Field(description="Highest passing value (inclusive); null = none")] = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Limits:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
-        return self
-
-    def check(self, value: float) -> bool:
-        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
-
-
-class PassFail(Limits):
-    """Limits on the tool's `value`, plus optional limits on named measures."""
-
-    measures: Annotated[
-        dict[str, Limits], Field(description="Limits on other measures, e.g. {total_area: {min: 100}}")
-    ] = Field(default_factory=dict)
-
-
-class RectRoi(Section):
-    shape: Literal["rect"] = "rect"
-    x: Annotated[int, Field(ge=-16384, le=16384, description="Left edge (px)")] = 0
-    y: Annotated[int, Field(ge=-16384, le=16384, description="Top edge (px)")] = 0
-    w: Annotated[int | None, Field(ge=1, le=16384, description="Width (px); null = to the right edge")] = None
-    h: Annotated[int | None, Field(ge=1, le=16384, description="Height (px); null = to the bottom edge")] = (
-        None
-    )
-
-
-class ToolBase(Section):
-    name: Annotated[str, Field(pattern=IDENT, max_length=64, description="Tool name, unique in the chain")]
-    roi: Annotated[RectRoi, Field(description="Region of interest; default the whole frame")] = Field(
-        default_factory=RectRoi
-    )
-    pass_fail: Annotated[PassFail | None, Field(description="Pass limits; null = measure only")] = None
-
-    # measures each tool type publishes; pass_fail.measures and math expressions may name these.
-    MEASURES: ClassVar[frozenset[str]] = frozenset()
-
-    @model_validator(mode="after")
-    def _known_measures(self) -> ToolBase:
-        if self.pass_fail is not None:
-            for key in self.pass_fail.measures:
-                if key not in self.MEASURES:
-                    known = ", ".join(sorted(self.MEASURES))
-                    raise ValueError(f"pass_fail.measures: unknown measure '{key}' (known: {known})")
-        return self
-
-
-class GrayscaleParams(Section):
-    normalize: Annotated[bool, Field(description="Histogram-equalise the ROI for later tools")] = False
-
-
-class GrayscaleTool(ToolBase):
-    type: Literal["grayscale"]
-    method: Annotated[
-        Literal["luminance", "average", "weighted"], Field(description="BGR to gray conversion")
-    ] = "luminance"
-    params: Annotated[GrayscaleParams, Field(description="Tool parameters")] = Field(
-        default_factory=GrayscaleParams
-    )
-    MEASURES: ClassVar[frozenset[str]] = frozenset({"value", "mean", "min", "max", "std"})
-
-
-class BlobParams(Section):
-    th_min: Annotated[int, Field(ge=0, le=255, description="Lowest foreground intensity")] = 128
-    th_max: Annotated[int, Field(ge=0, le=255, description="Highest foreground intensity")] = 255
-    area_min: Annotated[int, Field(ge=0, description="Smallest blob kept (px)")] = 0
-    area_max: Annotated[int | None, Field(ge=0, description="Largest blob kept (px); null = no limit")] = None
-    max_blobs: Annotated[int, Field(ge=0, le=10000, description="Blobs listed in the result")] = 100
-
-    @model_validator(mode="after")
-    def _bands(self) -> BlobParams:
-        if self.th_min > self.th_max:
-            raise ValueError(f"th_min ({self.th_min}) is greater than th_max ({self.th_max})")
-        if self.area_max is not None and self.area_min > self.area_max:
-            raise ValueError(f"area_min ({self.area_min}) is greater than area_max ({self.area_max})")
-        return self
-
-
-class BlobTool(ToolBase):
-    type: Literal["blob"]
-    method: Annotated[Literal["threshold"], Field(description="Segmentation method")] = "threshold"
-    params: Annotated[BlobParams, Field(description="Tool parameters")] = Field(default_factory=BlobParams)
-    MEASURES: ClassVar[frozenset[str]] = frozenset({"value", "count", "total_area", "largest_area"})
-
-
-class MathTool(ToolBase):
-    type: Literal["math"]
-    expr: Annotated[str, Field(min_length=1, max_length=2000, description="Expression over tool values")]
-    MEASURES: ClassVar[frozenset[str]] = frozenset({"value"})
-
-    @field_validator("expr")
-    @classmethod
-    def _parses(cls, v: str) -> str:
-        try:
-            parse_expr(v)
-        except ExprError as e:
-            raise ValueError(str(e)) from None
-        return v
-
-
-ToolConfig = Annotated[
-    Annotated[GrayscaleTool, Tag("grayscale")]
-    | Annotated[BlobTool, Tag("blob")]
-    | Annotated[MathTool, Tag("math")],
-    _tag(None),
-]
-
-TOOL_MODELS: dict[str, type[ToolBase]] = {"grayscale": GrayscaleTool, "blob": BlobTool, "math": MathTool}
+# --- inspection (tool models in lens.config.tools) ------------------------------------------------
 
 
 class InspectionConfig(Section):
@@ -262,22 +137,7 @@ class InspectionConfig(Section):
     @field_validator("tools", mode="after")
     @classmethod
     def _names_and_refs(cls, tools: list[ToolBase]) -> list[ToolBase]:
-        problems: list[str] = []
-        seen: dict[str, ToolBase] = {}
-        for i, tool in enumerate(tools):
-            if tool.name in seen:
-                problems.append(f"[{i}].name: duplicate tool name '{tool.name}'")
-            if isinstance(tool, MathTool):
-                for ref, measure in parse_expr(tool.expr).refs():
-                    if ref == tool.name:
-                        problems.append(f"[{i}].expr: '{ref}' names this tool itself")
-                    elif ref not in seen:
-                        where = "a later tool" if any(t.name == ref for t in tools) else "no tool"
-                        problems.append(f"[{i}].expr: '{ref}' names {where} (tools run in list order)")
-                    elif measure not in seen[ref].MEASURES:
-                        known = ", ".join(sorted(seen[ref].MEASURES))
-                        problems.append(f"[{i}].expr: '{ref}.{measure}' is not a measure ({known})")
-            seen.setdefault(tool.name, tool)
+        problems = chain_problems(tools)
         if problems:
             raise ValueError("\n".join(problems))
         return tools
@@ -333,3 +193,15 @@ class PipelineConfig(Section):
         if problems:
             raise ValueError("\n".join(problems))
         return cameras
+
+    @model_validator(mode="after")
+    def _rois_fit_frames(self) -> PipelineConfig:
+        """ROIs and templates checked against every camera whose frame size is known from config."""
+        problems: list[str] = []
+        for cam in self.cameras:
+            w, h = getattr(cam.source, "width", None), getattr(cam.source, "height", None)
+            if w is not None and h is not None:
+                problems += frame_problems(self.inspection.tools, cam.id, w, h)
+        if problems:
+            raise ValueError("\n".join(dict.fromkeys(problems)))
+        return self

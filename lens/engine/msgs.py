@@ -9,8 +9,12 @@ the public contract is the results bus (lens.engine.bus).
                      EVENT  kind, {fields}                      (published as event.<kind>)
     hub -> capture   CREDIT n                                   (paced sources: produce n more)
     worker -> hub    READY                                      (on start: idle, holds no job)
-                     RESULT [result_id, camera_index, outcome], envelope (msgpack, forwarded as is)
+                     RESULT [result_id, camera_index, outcome, version, [tool elapsed_us...]],
+                            envelope (msgpack, forwarded as is)
     hub -> worker    JOB    Job.to_wire()
+                     CONFIG [version, inspection config as JSON]  (hot reload; before any later JOB)
+    client -> hub    RELOAD inspection config as JSON           (validated by the client first)
+    hub -> client    ACK    {version}  |  NACK {error}
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ CREDIT = b"C"
 READY = b"R"
 RESULT = b"S"
 JOB = b"J"
+CONFIG = b"G"
+RELOAD = b"L"
+ACK = b"A"
+NACK = b"N"
 
 # RESULT outcome
 PASSED, FAILED, ERROR, OVERRUN = 0, 1, 2, 3

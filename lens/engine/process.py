@@ -42,6 +42,15 @@ class RunContext:
         return f"{self.prefix}_stats"
 
     @property
+    def toolstats_name(self) -> str:
+        return f"{self.prefix}_toolstats"
+
+    @property
+    def inspection_path(self) -> Path:
+        """The inspection config in force after a hot reload (survives a dispatcher restart)."""
+        return Path(self.run_dir) / "inspection.json"
+
+    @property
     def cameras(self) -> list[str]:
         return [c.id for c in self.config.cameras]
 

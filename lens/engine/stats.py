@@ -36,6 +36,7 @@ RUN_FIELDS = (
     "restarts",  # child processes restarted after a crash   (supervisor)
     "worker_lost_jobs",  # jobs lost with a crashed worker, answered with an error result
     "sources_done",  # 1 once every (finite) source has ended and every frame is answered
+    "inspection_version",  # version of the inspection config in force (hot reload increments it)
 )
 RUN = {name: i for i, name in enumerate(RUN_FIELDS)}
 MAX_CAMERAS = 16
@@ -84,3 +85,69 @@ class Stats:
 
     def unlink(self) -> None:
         self.segment.unlink()
+
+
+MAX_TOOLS = 64
+_NAME_BYTES = 64
+TOOL_FIELDS = ("count", "sum_us", "min_us", "max_us")
+
+
+class ToolStats:
+    """Per-tool timing of the inspection config in force: count, sum, min, max of elapsed_us.
+    Written only by the dispatcher (reset when the config changes), read by status."""
+
+    SIZE = 16 + MAX_TOOLS * (len(TOOL_FIELDS) * 8 + _NAME_BYTES)
+
+    def __init__(self, segment: Segment) -> None:
+        self.segment = segment
+        self._head = np.ndarray((2,), np.int64, segment.buf, 0)  # version, number of tools
+        self._rows = np.ndarray((MAX_TOOLS, len(TOOL_FIELDS)), np.float64, segment.buf, 16)
+        self._names = np.ndarray((MAX_TOOLS, _NAME_BYTES), np.uint8, segment.buf, 16 + self._rows.nbytes)
+
+    @classmethod
+    def create(cls, name: str) -> ToolStats:
+        return cls(Segment(name, cls.SIZE, create=True))
+
+    @classmethod
+    def attach(cls, name: str) -> ToolStats:
+        return cls(Segment(name))
+
+    def reset(self, version: int, names: list[str]) -> None:
+        names = names[:MAX_TOOLS]
+        self._head[1] = 0
+        self._rows[:] = 0
+        self._names[:] = 0
+        for i, n in enumerate(names):
+            raw = n.encode()[:_NAME_BYTES]
+            self._names[i, : len(raw)] = np.frombuffer(raw, np.uint8)
+        self._head[0] = version
+        self._head[1] = len(names)
+
+    def add(self, version: int, elapsed_us: list[float]) -> None:
+        if version != self._head[0] or len(elapsed_us) != self._head[1]:
+            return  # a result of the previous config, still in flight at a reload
+        rows = self._rows
+        for i, us in enumerate(elapsed_us):
+            row = rows[i]
+            if row[0] == 0 or us < row[2]:
+                row[2] = us
+            if us > row[3]:
+                row[3] = us
+            row[1] += us
+            row[0] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        n = int(self._head[1])
+        rows = self._rows[:n].copy()
+        out: dict[str, Any] = {}
+        for i in range(n):
+            name = bytes(self._names[i]).rstrip(b"\0").decode()
+            count = int(rows[i, 0])
+            out[name] = {"count": count, "min_us": round(float(rows[i, 2]), 1),
+                         "avg_us": round(float(rows[i, 1]) / count, 1) if count else 0.0,
+                         "max_us": round(float(rows[i, 3]), 1)}  # fmt: skip
+        return {"version": int(self._head[0]), "tools": out}
+
+    def close(self) -> None:
+        del self._head, self._rows, self._names
+        self.segment.close()

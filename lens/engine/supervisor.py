@@ -22,7 +22,7 @@ from lens.config.models import PipelineConfig
 from lens.engine import msgs, shm
 from lens.engine.bus import pack
 from lens.engine.process import LensProcess, RunContext
-from lens.engine.stats import RUN, Stats
+from lens.engine.stats import RUN, Stats, ToolStats
 
 log = logging.getLogger("lens.supervisor")
 
@@ -52,6 +52,7 @@ class Supervisor:
         self.ctx = RunContext(prefix, str(shm.run_dir(prefix)), os.getpid(), config, log_level)
         self.slots: dict[str, Slot] = {}
         self.stats: Stats | None = None
+        self.toolstats: ToolStats | None = None
         self.started_at = 0.0
         self.zctx: zmq.Context | None = None
         self.events: zmq.Socket | None = None
@@ -70,6 +71,7 @@ class Supervisor:
             from lens.triggers.dispatcher import Dispatcher
 
             self.stats = Stats.create(self.ctx.stats_name, self.ctx.cameras)
+            self.toolstats = ToolStats.create(self.ctx.toolstats_name)
             self.started_at = time.time()
             self._spawn("dispatcher", lambda: Dispatcher(self.ctx), wait=True)
             self.zctx = zmq.Context()
@@ -147,6 +149,8 @@ class Supervisor:
             for name, s in self.slots.items()
         }
         snap["uptime_s"] = time.time() - self.started_at
+        if self.toolstats is not None:
+            snap["inspection"] = self.toolstats.snapshot()
         return snap
 
     def pids(self) -> dict[str, int | None]:
@@ -184,5 +188,8 @@ class Supervisor:
         if self.stats is not None:
             self.stats.close()
             self.stats = None
+        if self.toolstats is not None:
+            self.toolstats.close()
+            self.toolstats = None
         shm.remove_segments(self.ctx.prefix)
         shutil.rmtree(self.ctx.run_dir, ignore_errors=True)

@@ -51,7 +51,8 @@ class ToolChain:
                 out["measures"] = m.measures
             out.update(m.extra)
             results[tool.name] = out
-            values[tool.name] = {"value": m.value, **m.measures}
+            # math sees only what exists: a missing value (no edge found) is "has no value", not None
+            values[tool.name] = {k: v for k, v in (("value", m.value), *m.measures.items()) if v is not None}
         return results, passed
 
 

@@ -12,9 +12,10 @@ import time
 
 import zmq
 
+from lens.config.models import InspectionConfig
 from lens.engine import msgs
 from lens.engine.bus import pack, unpack
-from lens.engine.envelope import LENS_OVERRUN, Job, error_envelope
+from lens.engine.envelope import LENS_INSPECTION_ERROR, LENS_OVERRUN, Job, error_envelope
 from lens.engine.process import LensProcess, RunContext
 from lens.engine.ring import Ring
 from lens.inspect.runner import ToolChain, inspect_frame
@@ -24,12 +25,29 @@ MODE = "RUN"
 
 
 class Inspector:
-    """The worker's job logic, independent of sockets (also used by `lens inspect` and tests)."""
+    """The worker's job logic, independent of sockets (also used by tests).
+
+    Holds the tool chain of each recent inspection config version: a job is inspected with the
+    chain of the version it was dispatched under, so no frame mixes versions across a hot reload."""
+
+    KEEP_VERSIONS = 3
 
     def __init__(self, machine_id: str, chain: ToolChain) -> None:
         self.machine_id = machine_id
-        self.chain = chain
+        self.chains: dict[int, ToolChain] = {chain.version: chain}
         self.rings: dict[str, Ring] = {}
+        self.last_timings: list[float] = []
+
+    @property
+    def chain(self) -> ToolChain:
+        return self.chains[max(self.chains)]
+
+    def load(self, version: int, inspection_json: str) -> None:
+        """Build the chain of a new config version (templates read, callables imported: once)."""
+        config = InspectionConfig.model_validate_json(inspection_json)
+        self.chains[version] = ToolChain(config, version)
+        for old in sorted(self.chains)[: -self.KEEP_VERSIONS]:
+            del self.chains[old]
 
     def ring(self, name: str) -> Ring:
         ring = self.rings.get(name)
@@ -42,7 +60,12 @@ class Inspector:
         ring = self.ring(job.ring)
         if not ring.valid(job.slot, job.seq):
             return self._overrun(job, "before")
-        outcome, env = inspect_frame(self.chain, self.machine_id, job, MODE, ring.view(job.slot))
+        chain = self.chains.get(job.inspection_version)
+        if chain is None:
+            msg = f"inspection config version {job.inspection_version} is not loaded in this worker"
+            return msgs.ERROR, pack(error_envelope(self.machine_id, job, MODE, LENS_INSPECTION_ERROR, msg))
+        outcome, env = inspect_frame(chain, self.machine_id, job, MODE, ring.view(job.slot))
+        self.last_timings = [t["elapsed_us"] for t in env["tools"].values()]
         if not ring.valid(job.slot, job.seq):  # whatever the tools said, the pixels were not one frame
             return self._overrun(job, "while")
         return outcome, pack(env)
@@ -85,12 +108,22 @@ class WorkerProcess(LensProcess):
             if not sock.poll(100):
                 continue
             frames = sock.recv_multipart()
+            if frames[0] == msgs.CONFIG:
+                version, text = unpack(frames[1])
+                try:
+                    self.inspector.load(version, text)
+                    log.info("inspection config version %d loaded", version)
+                except Exception:  # validated by the sender: a failure here is logged, jobs say why
+                    log.exception("inspection config version %d could not be built", version)
+                continue
             if frames[0] != msgs.JOB:
                 log.error("unexpected message %r", frames[0])
                 continue
             job = Job.from_wire(unpack(frames[1]))
             outcome, payload = self.inspector.inspect(job)
-            sock.send_multipart((msgs.RESULT, pack([job.result_id, job.camera_index, outcome]), payload))
+            timings = self.inspector.last_timings if outcome in (msgs.PASSED, msgs.FAILED) else []
+            meta = pack([job.result_id, job.camera_index, outcome, job.inspection_version, timings])
+            sock.send_multipart((msgs.RESULT, meta, payload))
 
     def teardown(self) -> None:
         if hasattr(self, "inspector"):

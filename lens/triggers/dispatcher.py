@@ -23,14 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
+from pydantic import ValidationError
 
-from lens.config.models import CameraConfig
+from lens.config.load import issues_from
+from lens.config.models import CameraConfig, InspectionConfig
 from lens.engine import msgs
 from lens.engine.bus import Publisher, event_topic, pack, result_topic, unpack
 from lens.engine.envelope import LENS_WORKER_CRASHED, Job, error_envelope, event_envelope
 from lens.engine.process import LensProcess, RunContext, SetupError
 from lens.engine.ring import Ring
-from lens.engine.stats import CAM, RUN, Stats
+from lens.engine.stats import CAM, RUN, Stats, ToolStats
 
 log = logging.getLogger("lens.dispatcher")
 MODE = "RUN"
@@ -73,7 +75,6 @@ class Dispatcher(LensProcess):
         cfg = self.ctx.config
         self.machine_id = cfg.machine.id
         self.workers = cfg.inspection.workers
-        self.version = 1
         self.zctx = zmq.Context()
         hub_path = Path(self.ctx.hub_endpoint.removeprefix("ipc://"))
         hub_path.unlink(missing_ok=True)  # left by a dispatcher that crashed
@@ -90,8 +91,11 @@ class Dispatcher(LensProcess):
             raise SetupError(f"cannot bind the results bus at {cfg.outputs.zmq.bind}: {e}") from None
         self.stats = Stats.attach(self.ctx.stats_name, self.ctx.cameras)
         self.run_row = self.stats.run
+        self.toolstats = ToolStats.attach(self.ctx.toolstats_name)
+        self._load_inspection()
         self.cams = [CameraState(i, c, self.stats.camera(i)) for i, c in enumerate(cfg.cameras)]
         self.rings: dict[str, Ring] = {}
+        self.known_workers: set[bytes] = set()
         self.idle: deque[bytes] = deque()
         self.busy: dict[bytes, Job] = {}
         self.credit_due: list[tuple[float, int]] = []  # (when, camera index)
@@ -134,6 +138,8 @@ class Dispatcher(LensProcess):
             self._on_hello(ident, *unpack(frames[2]))
         elif kind == msgs.EOS:
             self._on_eos(int(unpack(frames[2])))
+        elif kind == msgs.RELOAD:
+            self._on_reload(ident, bytes(frames[2]))
         elif kind == msgs.EVENT:
             event_kind, fields = bytes(frames[2]).decode(), unpack(frames[3].bytes)
             if event_kind == "process" and fields.get("state") == "exited":
@@ -283,11 +289,15 @@ class Dispatcher(LensProcess):
 
     def _on_ready(self, ident: bytes) -> None:
         self._answer_lost_job(ident)  # restarted before the supervisor's notice reached us
+        self.known_workers.add(ident)
+        if self.version != 1:  # a (re)started worker learns the config in force before any job
+            self.hub.send_multipart((ident, msgs.CONFIG, pack([self.version, self.inspection_json])))
         if ident not in self.idle:
             self.idle.append(ident)
 
     def _on_result(self, ident: bytes, meta: list, payload: zmq.Frame) -> None:
-        result_id, _index, outcome = meta
+        result_id, _index, outcome, version, timings = meta
+        self.toolstats.add(version, timings)
         job = self.busy.pop(ident, None)
         if job is None or job.result_id != result_id:
             log.error("result %s from %r matches no job in flight; dropped", result_id, ident)
@@ -316,6 +326,49 @@ class Dispatcher(LensProcess):
         if cam.eos:
             self._check_finished()
 
+    # -- hot reload ---------------------------------------------------------------------------------
+
+    def _load_inspection(self) -> None:
+        """The config in force: the last reloaded one (after a dispatcher restart), else the pipeline's."""
+        path = self.ctx.inspection_path
+        if path.exists():
+            version, text = unpack(path.read_bytes())
+            self.version, self.inspection_json = int(version), str(text)
+        else:
+            self.version = 1
+            self.inspection_json = self.ctx.config.inspection.model_dump_json()
+        self.run_row[RUN["inspection_version"]] = self.version
+        if self.toolstats.snapshot()["version"] != self.version:
+            tools = InspectionConfig.model_validate_json(self.inspection_json).tools
+            self.toolstats.reset(self.version, [t.name for t in tools])
+
+    def _on_reload(self, ident: bytes, data: bytes) -> None:
+        """Replace the inspection config: jobs handed out from now on use the new version; every
+        worker gets it before its next job (messages to a worker arrive in order)."""
+        try:
+            cfg = InspectionConfig.model_validate_json(data)
+        except ValidationError as e:
+            issues = [f"{i.path}: {i.message}" for i in issues_from(e)]
+            self.hub.send_multipart((ident, msgs.NACK, pack({"error": "; ".join(issues), "issues": issues})))
+            return
+        if cfg.workers != self.workers:  # the number of processes changes only with a restart
+            cfg = cfg.model_copy(update={"workers": self.workers})
+        self.version += 1
+        self.inspection_json = cfg.model_dump_json()
+        tmp = self.ctx.inspection_path.with_suffix(".tmp")
+        tmp.write_bytes(pack([self.version, self.inspection_json]))
+        tmp.replace(self.ctx.inspection_path)
+        self.toolstats.reset(self.version, [t.name for t in cfg.tools])
+        self.run_row[RUN["inspection_version"]] = self.version
+        for worker in self.known_workers:
+            try:
+                self.hub.send_multipart((worker, msgs.CONFIG, pack([self.version, self.inspection_json])))
+            except zmq.ZMQError:  # gone: it gets the config with its READY when it is back
+                log.info("worker %s not connected; gets version %d with its READY", worker, self.version)
+        log.info("inspection config replaced: version %d (%d tools)", self.version, len(cfg.tools))
+        self._publish_event("inspection", {"version": self.version, "tools": [t.name for t in cfg.tools]})
+        self.hub.send_multipart((ident, msgs.ACK, pack({"version": self.version})))
+
     # -- events -------------------------------------------------------------------------------------
 
     def _publish_event(self, kind: str, fields: dict) -> None:
@@ -332,3 +385,5 @@ class Dispatcher(LensProcess):
             self.zctx.term()
         if hasattr(self, "stats"):
             self.stats.close()
+        if hasattr(self, "toolstats"):
+            self.toolstats.close()

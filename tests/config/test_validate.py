@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from lens.config.load import ConfigError, ConfigIssue, load_pipeline, load_pipeline_text
-from lens.config.models import BlobTool, ContinuousTrigger, FolderSource, SyntheticSource
+from lens.config.models import ContinuousTrigger, FolderSource, SyntheticSource
+from lens.config.tools import BlobTool
 
 ROOT = Path(__file__).resolve().parents[2]
 LENS = Path(sys.executable).parent / "lens"
@@ -94,8 +95,23 @@ INVALID: list[tuple[str, str, list[Issue]]] = [
     ),
     (
         "bad roi shape",
+        _tool(BLOB + "      roi: {shape: hexagon}\n"),
+        [
+            (
+                "inspection.tools[0].roi",
+                "unknown shape 'hexagon' (expected one of 'rect', 'circle', 'ellipse')",
+                5,
+            )
+        ],
+    ),
+    (
+        "circle roi without its fields",
         _tool(BLOB + "      roi: {shape: circle}\n"),
-        [("inspection.tools[0].roi.shape", "must be one of 'rect' (got 'circle')", 5)],
+        [
+            ("inspection.tools[0].roi.cx", "required", 5),
+            ("inspection.tools[0].roi.cy", "required", 5),
+            ("inspection.tools[0].roi.r", "required", 5),
+        ],
     ),
     # unknown keys, at every level
     ("unknown top-level key", "bogus: 1\n", [("bogus", "unknown key", 1)]),
@@ -287,7 +303,14 @@ INVALID: list[tuple[str, str, list[Issue]]] = [
     (
         "unknown tool type",
         _tool("    - name: x\n      type: ocr\n"),
-        [("inspection.tools[0]", "unknown type 'ocr' (expected one of 'grayscale', 'blob', 'math')", 3)],
+        [
+            (
+                "inspection.tools[0]",
+                "unknown type 'ocr' (expected one of 'grayscale', 'blur', 'threshold', 'morphology', 'blob', "
+                "'edge_detection', 'locate', 'pattern_matching', 'math', 'custom')",
+                3,
+            )
+        ],
     ),
     ("tool without type", _tool("    - name: x\n"), [("inspection.tools[0]", "'type' is required", 3)]),
     # cross-field rules

@@ -502,7 +502,7 @@ def test_inspector_reports_overrun_for_an_overwritten_slot(ring: Ring) -> None:
     for n in range(1, 4):  # three more frames lap the 3-slot ring: slot 0 now holds frame 3
         put(ring, scene.frame(n), n, 10.0 + n)
     assert not ring.valid(slot, seq)
-    inspector = Inspector("vm_test", chain(*TOOLS))
+    inspector = Inspector("vm_test", chain(*TOOLS, version=3))
     try:
         outcome, payload = inspector.inspect(job(ring, slot, seq, 0, 10.0))
     finally:
@@ -521,7 +521,11 @@ def test_inspector_tool_error_is_an_error_result(ring: Ring) -> None:
     slot, seq = put(ring, np.zeros((240, 320), np.uint8), 5, 20.0)
     inspector = Inspector(
         "vm_test",
-        chain({"name": "fine", "type": "grayscale"}, {"name": "far", "type": "blob", "roi": {"x": 400}}),
+        chain(
+            {"name": "fine", "type": "grayscale"},
+            {"name": "far", "type": "blob", "roi": {"x": 400}},
+            version=3,
+        ),
     )
     try:
         outcome, payload = inspector.inspect(job(ring, slot, seq, 5, 20.0))
@@ -533,3 +537,27 @@ def test_inspector_tool_error_is_an_error_result(ring: Ring) -> None:
     assert env["pass"] is False and env["tools"] == {}
     assert env["error"]["code"] == LENS_INSPECTION_ERROR
     assert env["error"]["message"].startswith("tool 'far': roi {x: 400, y: 0, w: None, h: None} lies outside")
+
+
+def test_inspector_refuses_a_job_of_a_version_it_has_not_loaded(ring: Ring) -> None:
+    slot, seq = put(ring, np.zeros((240, 320), np.uint8), 5, 20.0)
+    inspector = Inspector("vm_test", chain({"name": "fine", "type": "grayscale"}, version=2))
+    try:
+        outcome, payload = inspector.inspect(job(ring, slot, seq, 5, 20.0))  # a version-3 job
+        assert outcome == msgs.ERROR
+        env = unpack(payload)
+        assert env["error"] == {
+            "code": "LENS_INSPECTION_ERROR",
+            "message": "inspection config version 3 is not loaded in this worker",
+        }
+        inspector.load(
+            3,
+            InspectionConfig.model_validate(
+                {"tools": [{"name": "g", "type": "grayscale"}]}
+            ).model_dump_json(),
+        )
+        outcome, payload = inspector.inspect(job(ring, slot, seq, 5, 20.0))
+        assert outcome == msgs.PASSED and list(unpack(payload)["tools"]) == ["g"]
+        assert sorted(inspector.chains) == [2, 3]
+    finally:
+        inspector.close()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 
-from lens.config.models import ToolBase
+from lens.config.tools import ToolBase
+from lens.inspect.roi import Region, Roi, RoiOutside
 
 
 class ToolError(RuntimeError):
@@ -18,28 +20,34 @@ class ToolError(RuntimeError):
 
 @dataclass
 class Measurement:
-    value: float
+    value: float | None
     measures: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. blobs, detections
-    passed: bool | None = None  # a tool's own verdict when it has no pass_fail (math tests)
+    passed: bool | None = None  # the tool's own verdict: False always fails; True/None defer to pass_fail
 
 
 class Canvas:
     """The image a chain works on for one frame.
 
-    The frame itself is a read-only view of the ring slot and is never written. `gray()` returns the
-    current 2-D gray image: the frame itself when it is gray and nothing has filtered it (no copy),
-    otherwise a worker-local scratch buffer allocated once per frame shape.
+    The frame itself is a read-only view of the ring slot and is never written. `gray()` is the
+    current 2-D gray image: the frame itself while it is gray and no filter has run (no copy),
+    otherwise a worker-local scratch buffer, allocated once per frame shape. Filters write their
+    ROI of that buffer in place (`filter_roi`), so the tools after them see the result.
     """
 
     def __init__(self) -> None:
         self.frame: np.ndarray = np.zeros((1, 1), np.uint8)
+        self.shift: tuple[int, int] = (0, 0)  # set by a caliper with shift_rois, for later tools
         self._scratch: np.ndarray | None = None
+        self._tmp: np.ndarray | None = None
         self._gray: np.ndarray | None = None
+        self.filtered = False
 
     def reset(self, frame: np.ndarray) -> None:
         self.frame = frame
         self._gray = frame if frame.ndim == 2 else None
+        self.shift = (0, 0)
+        self.filtered = False
 
     @property
     def height(self) -> int:
@@ -49,50 +57,45 @@ class Canvas:
     def width(self) -> int:
         return int(self.frame.shape[1])
 
-    def _scratch_for(self) -> np.ndarray:
+    def _buffer(self, name: str) -> np.ndarray:
         shape = self.frame.shape[:2]
-        if self._scratch is None or self._scratch.shape != shape:
-            self._scratch = np.empty(shape, np.uint8)
-        return self._scratch
+        buf = getattr(self, name)
+        if buf is None or buf.shape != shape:
+            buf = np.empty(shape, np.uint8)
+            setattr(self, name, buf)
+        return buf
 
     def gray(self) -> np.ndarray:
-        if self._gray is None:  # BGR frame: luminance once per frame, into scratch
-            self._gray = cv2.cvtColor(self.frame, cv2.COLOR_BGR2GRAY, dst=self._scratch_for())
+        if self._gray is None:  # BGR frame: luminance (BT.601) once per frame, into scratch
+            self._gray = cv2.cvtColor(self.frame, cv2.COLOR_BGR2GRAY, dst=self._buffer("_scratch"))
         return self._gray
 
     def writable_gray(self) -> np.ndarray:
         """The gray image as a buffer filters may write (copies the frame once if it is the frame)."""
         gray = self.gray()
         if gray is self.frame:
-            scratch = self._scratch_for()
+            scratch = self._buffer("_scratch")
             np.copyto(scratch, gray)
             self._gray = gray = scratch
         return gray
 
+    def image(self) -> np.ndarray:
+        """The current working image: the frame (gray or BGR) until a filter ran, then the gray one."""
+        return self.gray() if (self.filtered or self.frame.ndim == 2) else self.frame
 
-class Roi:
-    """A rectangle resolved against a frame size and clipped to it."""
-
-    def __init__(self, cfg: ToolBase) -> None:
-        self.cfg = cfg.roi
-        self.tool = cfg.name
-        self._cache: tuple[tuple[int, int], tuple[int, int, int, int]] | None = None
-
-    def rect(self, height: int, width: int) -> tuple[int, int, int, int]:
-        """(x0, y0, x1, y1) within the frame; ToolError if the ROI lies wholly outside it."""
-        if self._cache is not None and self._cache[0] == (height, width):
-            return self._cache[1]
-        r = self.cfg
-        x1 = width if r.w is None else r.x + r.w
-        y1 = height if r.h is None else r.y + r.h
-        x0, y0, x1, y1 = max(0, r.x), max(0, r.y), min(width, x1), min(height, y1)
-        if x1 <= x0 or y1 <= y0:
-            raise ToolError(
-                f"tool '{self.tool}': roi {{x: {r.x}, y: {r.y}, w: {r.w}, h: {r.h}}} lies outside "
-                f"the {width}x{height} frame"
-            )
-        self._cache = ((height, width), (x0, y0, x1, y1))
-        return x0, y0, x1, y1
+    def filter_roi(self, region: Region, fn: Callable[[np.ndarray, np.ndarray], object]) -> np.ndarray:
+        """Apply `fn(src, dst)` to the region of the gray image, in place; with a mask only the pixels
+        inside the ROI change. Returns the filtered region (a view)."""
+        gray = self.writable_gray()
+        view = region.of(gray)
+        if region.mask is None:
+            fn(view, view)
+        else:
+            tmp = region.of(self._buffer("_tmp"))
+            fn(view, tmp)
+            cv2.copyTo(tmp, region.mask, view)
+        self.filtered = True
+        return view
 
 
 class Tool(ABC):
@@ -103,16 +106,27 @@ class Tool(ABC):
         self.name = cfg.name
         self.type: str = getattr(cfg, "type", "")
         self.method: str | None = getattr(cfg, "method", None)
-        self.roi = Roi(cfg)
+        self.roi = Roi(cfg.roi, cfg.name)
+
+    def region(self, canvas: Canvas) -> Region:
+        try:
+            return self.roi.resolve(canvas.height, canvas.width, canvas.shift)
+        except RoiOutside as e:
+            raise ToolError(str(e)) from None
 
     @abstractmethod
     def measure(self, canvas: Canvas, values: dict[str, dict[str, float]]) -> Measurement: ...
 
     def judge(self, m: Measurement) -> bool:
+        if m.passed is False:
+            return False
         pf = self.cfg.pass_fail
         if pf is None:
-            return True if m.passed is None else m.passed
+            return True
+        if m.value is None:
+            return False
         ok = pf.check(m.value)
         for key, limits in pf.measures.items():
-            ok = ok and limits.check(m.value if key == "value" else m.measures[key])
+            v = m.value if key == "value" else m.measures.get(key)
+            ok = ok and v is not None and limits.check(v)
         return ok

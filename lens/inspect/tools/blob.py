@@ -1,12 +1,13 @@
 """`blob`: band threshold [th_min, th_max] + 8-connected components, with an area filter.
 
 value = number of blobs kept; measures count, total_area, largest_area; every blob's bbox, area and
-centroid in frame coordinates (first `max_blobs`), and the same blobs as detections.
+centroid in frame coordinates (first `max_blobs`), and the same blobs as detections. With a circle
+or ellipse ROI, pixels outside the shape are background.
 """
 
 from __future__ import annotations
 
-from lens.config.models import BlobTool
+from lens.config.tools import BlobTool
 from lens.inspect.tools.base import Canvas, Measurement, Tool
 from native_tools import BlobScratch, blob_stats
 
@@ -20,16 +21,9 @@ class Blob(Tool):
 
     def measure(self, canvas: Canvas, values: dict[str, dict[str, float]]) -> Measurement:
         p = self.cfg.params
-        x0, y0, x1, y1 = self.roi.rect(canvas.height, canvas.width)
-        stats = blob_stats(
-            canvas.gray()[y0:y1, x0:x1],
-            p.th_min,
-            p.th_max,
-            p.area_min,
-            p.area_max,
-            scratch=self.scratch,
-            offset=(x0, y0),
-        )
+        region = self.region(canvas)
+        stats = blob_stats(region.of(canvas.gray()), p.th_min, p.th_max, p.area_min, p.area_max,
+                           scratch=self.scratch, offset=(region.x0, region.y0), mask=region.mask)  # fmt: skip
         count = int(stats.shape[0])
         areas = stats[:, 0]
         total = int(areas.sum()) if count else 0
@@ -37,22 +31,9 @@ class Blob(Tool):
         blobs = []
         detections = []
         for area, x, y, w, h, cx, cy in stats[: p.max_blobs].tolist():
-            blobs.append(
-                {
-                    "x": int(x),
-                    "y": int(y),
-                    "w": int(w),
-                    "h": int(h),
-                    "area": int(area),
-                    "cx": round(cx, 2),
-                    "cy": round(cy, 2),
-                }
-            )
-            detections.append(
-                {"class": self.name, "confidence": 1.0, "bbox": [int(x), int(y), int(w), int(h)]}
-            )
-        return Measurement(
-            count,
-            {"count": count, "total_area": total, "largest_area": largest},
-            {"blobs": blobs, "detections": detections},
-        )
+            box = [int(x), int(y), int(w), int(h)]
+            blobs.append({"x": box[0], "y": box[1], "w": box[2], "h": box[3], "area": int(area),
+                          "cx": round(cx, 2), "cy": round(cy, 2)})  # fmt: skip
+            detections.append({"class": self.name, "confidence": 1.0, "bbox": box})
+        return Measurement(count, {"count": count, "total_area": total, "largest_area": largest},
+                           {"blobs": blobs, "detections": detections})  # fmt: skip

@@ -11,30 +11,30 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from lens.config.models import GrayscaleTool
+from lens.config.tools import GrayscaleTool
 from lens.inspect.tools.base import Canvas, Measurement, Tool
 from native_tools import roi_stats
 
-_BT709 = np.array([0.0722, 0.7152, 0.2126], np.float32)  # B, G, R
-_AVERAGE = np.array([1 / 3, 1 / 3, 1 / 3], np.float32)
+_BT709 = np.array([[0.0722, 0.7152, 0.2126]], np.float32)  # B, G, R
+_AVERAGE = np.array([[1 / 3, 1 / 3, 1 / 3]], np.float32)
 
 
 class Grayscale(Tool):
     cfg: GrayscaleTool
 
     def measure(self, canvas: Canvas, values: dict[str, dict[str, float]]) -> Measurement:
-        x0, y0, x1, y1 = self.roi.rect(canvas.height, canvas.width)
+        region = self.region(canvas)
         if canvas.frame.ndim == 3 and self.cfg.method != "luminance":
             weights = _BT709 if self.cfg.method == "weighted" else _AVERAGE
-            gray = canvas.writable_gray()
-            roi_bgr = canvas.frame[y0:y1, x0:x1]
-            mixed = cv2.transform(roi_bgr, weights.reshape(1, 3))
-            gray[y0:y1, x0:x1] = mixed.reshape(y1 - y0, x1 - x0)
-        else:
-            gray = canvas.gray()
-        view = gray[y0:y1, x0:x1]
-        mean, lo, hi, std = roi_stats(view)
+            bgr = region.of(canvas.frame)
+
+            def convert(src: np.ndarray, dst: np.ndarray) -> None:
+                mixed = cv2.transform(bgr, weights)  # 1 output channel: (h, w), or (h, w, 1)
+                dst[...] = mixed.reshape(dst.shape)
+
+            canvas.filter_roi(region, convert)
+        view = region.of(canvas.gray())
+        mean, lo, hi, std = roi_stats(view, region.mask)
         if self.cfg.params.normalize:
-            gray = canvas.writable_gray()
-            gray[y0:y1, x0:x1] = cv2.equalizeHist(np.ascontiguousarray(gray[y0:y1, x0:x1]))
+            canvas.filter_roi(region, lambda src, dst: cv2.equalizeHist(src, dst=dst))
         return Measurement(mean, {"mean": mean, "min": lo, "max": hi, "std": std})

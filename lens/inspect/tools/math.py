@@ -6,7 +6,7 @@ passes when true.
 
 from __future__ import annotations
 
-from lens.config.models import MathTool
+from lens.config.tools import MathTool
 from lens.inspect.expr import ExprError, parse_expr
 from lens.inspect.tools.base import Canvas, Measurement, Tool, ToolError
 

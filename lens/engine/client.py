@@ -1,0 +1,51 @@
+"""A client of a running engine's hub, for the control service (and tests): hot reload today."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zmq
+
+from lens.config.load import ConfigError, ConfigIssue, validate_data
+from lens.config.models import InspectionConfig
+from lens.engine import msgs
+from lens.engine.bus import unpack
+
+
+class EngineTimeout(TimeoutError):
+    """The dispatcher did not answer in time."""
+
+
+class EngineClient:
+    def __init__(self, hub_endpoint: str, timeout_s: float = 10.0) -> None:
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(hub_endpoint)
+        self.timeout_ms = int(timeout_s * 1000)
+
+    def reload_inspection(
+        self, inspection: InspectionConfig | dict[str, Any], base_dir: str | None = None
+    ) -> int:
+        """Replace the running inspection config; returns its new version. A config that does not
+        validate raises ConfigError (paths like `tools[0].params.th_min`) and changes nothing."""
+        if not isinstance(inspection, InspectionConfig):
+            inspection = validate_data(inspection, InspectionConfig, "inspection", base_dir=base_dir)
+        self.sock.send_multipart((msgs.RELOAD, inspection.model_dump_json().encode()))
+        if not self.sock.poll(self.timeout_ms):
+            raise EngineTimeout(f"no answer from the dispatcher in {self.timeout_ms / 1000:.0f} s")
+        kind, body = self.sock.recv_multipart()
+        answer = unpack(body)
+        if kind == msgs.NACK:
+            raise ConfigError([ConfigIssue("", str(i)) for i in answer.get("issues", [answer["error"]])])
+        return int(answer["version"])
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+        self.ctx.term()
+
+    def __enter__(self) -> EngineClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
