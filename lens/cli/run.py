@@ -79,7 +79,8 @@ def run(path: str, quiet: bool = False, duration: float = 0.0, out: TextIO = sys
                 text = line.format(sup.status())
                 print(f"\r\x1b[2K{text}" if live else text, end="" if live else "\n", file=out, flush=True)
                 next_status = time.monotonic() + (0.5 if live else 5.0)
-        final = line.format(sup.status())
+        status = sup.status()
+        final = line.format(status)
     except StartError as e:
         print(f"\nlens: cannot start: {e}", file=out)
         return EXIT_FAIL
@@ -87,4 +88,21 @@ def run(path: str, quiet: bool = False, duration: float = 0.0, out: TextIO = sys
         sup.stop()  # always: no process, segment or socket outlives `lens run`
         signal.signal(signal.SIGINT, signal.SIG_DFL)
     print(("\n" if live else "") + f"lens: stopped. {final}", file=out, flush=True)
+    if not quiet:
+        print(tool_table(status), file=out, flush=True)
     return EXIT_OK
+
+
+def tool_table(status: dict[str, Any]) -> str:
+    """Per-tool timing of the inspection config in force (min / avg / max elapsed_us)."""
+    insp = status.get("inspection") or {}
+    tools = insp.get("tools") or {}
+    if not tools:
+        return "lens: no tool timing (no inspection ran)"
+    width = max(len(n) for n in tools)
+    lines = [f"tool timing, inspection version {insp['version']} (us):"]
+    lines.append(f"  {'tool':<{width}}  {'count':>8}  {'min':>9}  {'avg':>9}  {'max':>9}")
+    for name, t in tools.items():
+        us = f"{t['min_us']:>9.1f}  {t['avg_us']:>9.1f}  {t['max_us']:>9.1f}"
+        lines.append(f"  {name:<{width}}  {t['count']:>8}  {us}")
+    return "\n".join(line.rstrip() for line in lines)

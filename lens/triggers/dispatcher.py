@@ -171,7 +171,7 @@ class Dispatcher(LensProcess):
         try:
             self.hub.send_multipart((cam.identity, msgs.CREDIT, pack(n)))
         except zmq.ZMQError:  # the capture is gone; its restart says HELLO and gets a fresh window
-            log.warning("camera %s: capture not connected, credit not sent", cam.config.id)
+            log.info("camera %s: capture not connected (stopping or restarting)", cam.config.id)
             return
         cam.granted += n
 

@@ -4,7 +4,6 @@ folder and video sources on real files written by the test."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -16,15 +15,6 @@ from lens.capture.sources.folder import FolderSource
 from lens.capture.sources.synthetic import SyntheticScene, SyntheticSource
 from lens.capture.sources.video import VideoSource
 from lens.config.models import CameraConfig
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _opencv_pool_started() -> Iterator[None]:
-    # OpenCV starts its worker threads on its first parallel call and keeps them for the life of
-    # the process; start them here, outside any test, so the leak check does not count them.
-    cv2.connectedComponentsWithStats(np.ones((256, 256), np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    yield
-
 
 # --- synthetic ---------------------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +39,6 @@ PIPELINE = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _opencv_pool_started() -> Iterator[None]:
-    # OpenCV starts its worker threads on its first parallel call and keeps them for the life of
-    # the process; start them here, outside any test, so the leak check does not count them.
-    cv2.connectedComponentsWithStats(np.ones((256, 256), np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    yield
 
 
 def lens(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

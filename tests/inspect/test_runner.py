@@ -23,12 +23,6 @@ from lens.inspect.worker import Inspector
 SEED = 4242  # every random frame below comes from this seed (shown in failure messages)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _opencv_pool_started() -> Iterator[None]:
-    # OpenCV starts its worker threads on its first parallel call and keeps them for the life of
-    # the process; start them here, outside any test, so the leak check does not count them.
-    cv2.connectedComponentsWithStats(np.ones((256, 256), np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    yield
 
 
 def chain(*tools: dict[str, Any], version: int = 1) -> ToolChain:
