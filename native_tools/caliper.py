@@ -110,8 +110,9 @@ def _differentiate(d: np.ndarray) -> None:
 
 @inline
 def _extrema(d: np.ndarray, threshold: float, polarity: int) -> np.ndarray:
-    """[position, d] of each run of equal values d[i..j] strictly above (polarity >= 0, d > 0) or
-    below (polarity <= 0, d < 0) both its neighbours, with |d| >= threshold; ends excluded."""
+    """[position, d] of each run of equal values d[i..j] (equal within 1e-9 relative: rounding)
+    strictly above (polarity >= 0, d > 0) or below (polarity <= 0, d < 0) both its neighbours, with
+    |d| >= threshold; ends excluded."""
     n = d.shape[0]
     out = np.empty((0, 2))
     for phase in range(2):  # count, then fill
@@ -119,13 +120,15 @@ def _extrema(d: np.ndarray, threshold: float, polarity: int) -> np.ndarray:
         i = 1
         while i < n - 1:
             v = d[i]
+            # equal within rounding: a linear ramp's smoothed derivative is flat only to ~1e-14
+            tol = 1e-9 * (abs(v) + 1.0)
             j = i
-            while j + 1 < n - 1 and d[j + 1] == v:
+            while j + 1 < n - 1 and abs(d[j + 1] - v) <= tol:
                 j += 1
             left = d[i - 1]
             right = d[j + 1]
-            peak = v > 0.0 and v > left and v > right and polarity >= 0
-            peak = peak or (v < 0.0 and v < left and v < right and polarity <= 0)
+            peak = v > 0.0 and v > left + tol and v > right + tol and polarity >= 0
+            peak = peak or (v < 0.0 and v < left - tol and v < right - tol and polarity <= 0)
             if peak and abs(v) >= threshold:
                 if phase == 1:
                     if i == j:  # parabola through the three samples

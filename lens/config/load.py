@@ -111,6 +111,18 @@ def _message(err: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def _is_union_tag(loc: tuple[str | int, ...], i: int) -> bool:
+    """True where loc[i] is the discriminator tag pydantic inserts after a tagged-union field:
+    after `source`, `trigger` or `roi`, or after a list index under `tools`."""
+    part = loc[i]
+    if not isinstance(part, str) or part not in _UNION_TAGS or i == 0:
+        return False
+    prev = loc[i - 1]
+    if prev in ("source", "trigger", "roi"):
+        return True
+    return isinstance(prev, int) and i >= 2 and loc[i - 2] == "tools"
+
+
 def issues_from(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[ConfigIssue]:
     """Turn a pydantic ValidationError into path-precise issues."""
     out: list[ConfigIssue] = []
@@ -118,8 +130,7 @@ def issues_from(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> lis
         loc = list(prefix)
         raw = tuple(err["loc"])
         for i, part in enumerate(raw):
-            # drop the discriminator tag pydantic adds after a union field
-            if isinstance(part, str) and part in _UNION_TAGS and i > 0:
+            if _is_union_tag(raw, i):  # the tag pydantic adds after a union field is not a YAML key
                 continue
             loc.append(part)
         if err["type"] == "invalid_key" and loc:

@@ -304,7 +304,11 @@ class PatternParams(Section):
     def _loads(self) -> PatternParams:
         from lens.inspect.template import load_template
 
-        load_template(self.template, self.region)  # ValueError names what is wrong
+        try:
+            load_template(self.template, self.region)
+        except ValueError as e:
+            field = "region" if str(e).startswith("region") else "template"
+            raise ValueError(f"{field}: {e}") from None
         return self
 
 
@@ -417,8 +421,15 @@ def chain_problems(tools: list[ToolBase]) -> list[str]:
 def frame_problems(tools: list[ToolBase], camera: str, width: int, height: int) -> list[str]:
     """ROIs (and templates) that cannot work on a width x height frame of `camera`."""
     problems: list[str] = []
+    from lens.inspect.roi import Roi, RoiOutside
+
     for i, tool in enumerate(tools):
         box = clip(tool.roi.bbox(width, height), width, height)
+        if box is not None and not isinstance(tool.roi, RectRoi):
+            try:  # a shape whose bounding box touches the frame may still have no pixel inside it
+                Roi(tool.roi, tool.name).resolve(height, width)
+            except RoiOutside:
+                box = None
         if box is None:
             problems.append(f"inspection.tools[{i}].roi: lies outside the {width}x{height} frame of camera "
                             f"{camera}")  # fmt: skip

@@ -32,13 +32,15 @@ class Region:
         return image[self.y0 : self.y1, self.x0 : self.x1]
 
 
-def _mask(cfg: CircleRoi | EllipseRoi, box: tuple[int, int, int, int]) -> np.ndarray:
+def _mask(cfg: CircleRoi | EllipseRoi, box: tuple[int, int, int, int], dx: int, dy: int) -> np.ndarray:
+    """The shape, moved by (dx, dy), drawn into its (moved) bounding box."""
     bx0, by0, bx1, by1 = box
     m = np.zeros((by1 - by0, bx1 - bx0), np.uint8)
+    cx, cy = cfg.cx + dx - bx0, cfg.cy + dy - by0
     if isinstance(cfg, CircleRoi):
-        cv2.circle(m, (cfg.cx - bx0, cfg.cy - by0), cfg.r, 255, thickness=-1, lineType=cv2.LINE_8)
+        cv2.circle(m, (cx, cy), cfg.r, 255, thickness=-1, lineType=cv2.LINE_8)
     else:
-        cv2.ellipse(m, (cfg.cx - bx0, cfg.cy - by0), (cfg.rx, cfg.ry), cfg.angle, 0, 360, 255, thickness=-1,
+        cv2.ellipse(m, (cx, cy), (cfg.rx, cfg.ry), cfg.angle, 0, 360, 255, thickness=-1,
                     lineType=cv2.LINE_8)  # fmt: skip
     return m
 
@@ -70,7 +72,7 @@ class Roi:
         mask = None
         pixels = (x1 - x0) * (y1 - y0)
         if not isinstance(self.cfg, RectRoi):
-            full = _mask(self.cfg, (bx0, by0, bx1, by1))
+            full = _mask(self.cfg, (bx0, by0, bx1, by1), dx, dy)
             mask = np.ascontiguousarray(full[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0])
             pixels = int(np.count_nonzero(mask))
             if pixels == 0:

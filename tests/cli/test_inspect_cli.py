@@ -39,8 +39,6 @@ PIPELINE = {
 }
 
 
-
-
 def lens(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([LENS, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
 

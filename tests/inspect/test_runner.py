@@ -23,8 +23,6 @@ from lens.inspect.worker import Inspector
 SEED = 4242  # every random frame below comes from this seed (shown in failure messages)
 
 
-
-
 def chain(*tools: dict[str, Any], version: int = 1) -> ToolChain:
     return ToolChain(InspectionConfig.model_validate({"tools": list(tools)}), version=version)
 

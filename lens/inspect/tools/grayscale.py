@@ -19,6 +19,23 @@ _BT709 = np.array([[0.0722, 0.7152, 0.2126]], np.float32)  # B, G, R
 _AVERAGE = np.array([[1 / 3, 1 / 3, 1 / 3]], np.float32)
 
 
+def equalize_lut(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The lookup table of cv2.equalizeHist, built from the histogram of the masked pixels only."""
+    hist = cv2.calcHist([np.ascontiguousarray(gray)], [0], mask, [256], [0, 256]).ravel().astype(np.int64)
+    lut = np.zeros(256, np.uint8)
+    nonzero = np.flatnonzero(hist)
+    first = int(nonzero[0])
+    total = int(hist.sum())
+    if hist[first] == total:  # one gray level: OpenCV maps every pixel to it
+        lut[:] = first
+        return lut
+    scale = 255.0 / (total - int(hist[first]))
+    sums = np.cumsum(hist[first + 1 :])
+    # single precision, as OpenCV computes it (sum * scale in float), then round half to even
+    lut[first + 1 :] = np.clip(np.rint(sums.astype(np.float32) * np.float32(scale)), 0, 255).astype(np.uint8)
+    return lut
+
+
 class Grayscale(Tool):
     cfg: GrayscaleTool
 
@@ -34,7 +51,12 @@ class Grayscale(Tool):
 
             canvas.filter_roi(region, convert)
         view = region.of(canvas.gray())
+        canvas.filtered = True  # the tools after it see the gray image, whatever the frame's format
         mean, lo, hi, std = roi_stats(view, region.mask)
         if self.cfg.params.normalize:
-            canvas.filter_roi(region, lambda src, dst: cv2.equalizeHist(src, dst=dst))
+            if region.mask is None:
+                canvas.filter_roi(region, lambda src, dst: cv2.equalizeHist(src, dst=dst))
+            else:
+                mask = region.mask
+                canvas.filter_roi(region, lambda src, dst: cv2.LUT(src, equalize_lut(src, mask), dst=dst))
         return Measurement(mean, {"mean": mean, "min": lo, "max": hi, "std": std})
