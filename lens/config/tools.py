@@ -288,6 +288,12 @@ class PatternParams(Section):
         RectRoi | None, Field(description="Crop of the file to use as template; null = all")
     ] = None
     min_score: Annotated[float, Field(ge=-1, le=1, description="Least normalised correlation to pass")] = 0.8
+    pyramid: Annotated[
+        Literal["auto", "off"],
+        Field(
+            description="auto: coarse-to-fine search (half resolution, then refined at full); off: exhaustive"
+        ),
+    ] = "auto"
 
     @field_validator("template")
     @classmethod

@@ -88,8 +88,13 @@ class WorkerProcess(LensProcess):
         self.index = index
 
     def setup(self) -> None:
+        import cv2
+
         from native_tools import warmup
 
+        # parallelism comes from worker processes (one per core); OpenCV's own thread pool in every
+        # worker would only oversubscribe the cores
+        cv2.setNumThreads(1)
         t0 = time.perf_counter()
         warmup()  # from the on-disk cache: ~1 s; cold: compiles once for every process after
         log.debug("kernels ready in %.2f s", time.perf_counter() - t0)

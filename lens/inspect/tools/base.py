@@ -31,15 +31,17 @@ class Canvas:
 
     The frame itself is a read-only view of the ring slot and is never written. `gray()` is the
     current 2-D gray image: the frame itself while it is gray and no filter has run (no copy),
-    otherwise a worker-local scratch buffer, allocated once per frame shape. Filters write their
-    ROI of that buffer in place (`filter_roi`), so the tools after them see the result.
+    otherwise one of two worker-local scratch buffers, allocated once per frame shape. A filter
+    over the whole frame reads the current image and writes the other buffer (ping-pong: no copy,
+    no in-place aliasing); a filter over part of the frame works in place on a writable copy, and
+    with a circle/ellipse mask changes only the pixels inside the shape.
     """
 
     def __init__(self) -> None:
         self.frame: np.ndarray = np.zeros((1, 1), np.uint8)
         self.shift: tuple[int, int] = (0, 0)  # set by a caliper with shift_rois, for later tools
-        self._scratch: np.ndarray | None = None
-        self._tmp: np.ndarray | None = None
+        self._bufs: list[np.ndarray] = []  # two ping-pong scratch images
+        self._masked: np.ndarray | None = None  # temporary of masked filters
         self._gray: np.ndarray | None = None
         self.filtered = False
 
@@ -57,24 +59,24 @@ class Canvas:
     def width(self) -> int:
         return int(self.frame.shape[1])
 
-    def _buffer(self, name: str) -> np.ndarray:
+    def _spare(self) -> np.ndarray:
+        """A scratch buffer that is not the current gray image."""
         shape = self.frame.shape[:2]
-        buf = getattr(self, name)
-        if buf is None or buf.shape != shape:
-            buf = np.empty(shape, np.uint8)
-            setattr(self, name, buf)
-        return buf
+        if not self._bufs or self._bufs[0].shape != shape:
+            self._bufs = [np.empty(shape, np.uint8), np.empty(shape, np.uint8)]
+            self._masked = np.empty(shape, np.uint8)
+        return self._bufs[1] if self._gray is self._bufs[0] else self._bufs[0]
 
     def gray(self) -> np.ndarray:
         if self._gray is None:  # BGR frame: luminance (BT.601) once per frame, into scratch
-            self._gray = cv2.cvtColor(self.frame, cv2.COLOR_BGR2GRAY, dst=self._buffer("_scratch"))
+            self._gray = cv2.cvtColor(self.frame, cv2.COLOR_BGR2GRAY, dst=self._spare())
         return self._gray
 
     def writable_gray(self) -> np.ndarray:
         """The gray image as a buffer filters may write (copies the frame once if it is the frame)."""
         gray = self.gray()
         if gray is self.frame:
-            scratch = self._buffer("_scratch")
+            scratch = self._spare()
             np.copyto(scratch, gray)
             self._gray = gray = scratch
         return gray
@@ -84,17 +86,26 @@ class Canvas:
         return self.gray() if (self.filtered or self.frame.ndim == 2) else self.frame
 
     def filter_roi(self, region: Region, fn: Callable[[np.ndarray, np.ndarray], object]) -> np.ndarray:
-        """Apply `fn(src, dst)` to the region of the gray image, in place; with a mask only the pixels
-        inside the ROI change. Returns the filtered region (a view)."""
+        """Apply `fn(src, dst)` to the region of the gray image; with a mask only the pixels inside the
+        ROI change. Returns the filtered region (a view of the new current image)."""
+        self.filtered = True
+        whole = region.mask is None and region.x0 == 0 and region.y0 == 0 and (
+            region.x1 == self.width and region.y1 == self.height)  # fmt: skip
+        if whole:
+            src = self.gray()
+            dst = self._spare()
+            fn(src, dst)
+            self._gray = dst
+            return dst
         gray = self.writable_gray()
         view = region.of(gray)
         if region.mask is None:
             fn(view, view)
         else:
-            tmp = region.of(self._buffer("_tmp"))
+            assert self._masked is not None
+            tmp = region.of(self._masked)
             fn(view, tmp)
             cv2.copyTo(tmp, region.mask, view)
-        self.filtered = True
         return view
 
 
