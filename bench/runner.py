@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +36,18 @@ def run_bench(suites: list[str], json_path: str | None = None, quick: bool = Fal
         path.write_text(json.dumps(results, indent=2))
         print(f"results written to {path}")
     return 0
+
+
+def suite_main(
+    name: str, doc: str, run: Callable[..., dict[str, Any]], table: Callable[[dict[str, Any]], str]
+) -> None:
+    """`python -m bench.<suite> [--quick] [--json PATH]`: one suite alone, table on stdout, JSON file."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run")
+    parser.add_argument("--json", type=Path, default=Path(f"bench/out/{name}.json"), help="result file")
+    args = parser.parse_args()
+    result = run(quick=args.quick)
+    print(table(result))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.json}")

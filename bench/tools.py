@@ -25,7 +25,6 @@ NUMBA_CACHE_DIR) and cache load (warm) times, in fresh subprocesses.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import math
@@ -756,17 +755,7 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short smoke run")
-    parser.add_argument("--json", type=Path, default=Path("bench/out/tools.json"), help="result file")
-    args = parser.parse_args()
-    result = run(quick=args.quick)
-    print(table(result))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.json}")
-
-
 if __name__ == "__main__":
-    main()
+    from bench.runner import suite_main
+
+    suite_main("tools", __doc__ or "tools", run, table)

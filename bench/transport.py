@@ -28,9 +28,7 @@ for moving a frame at all.
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import mmap
 import multiprocessing
 import os
@@ -161,8 +159,12 @@ class _Tally:
 # -- child processes ------------------------------------------------------------------------------
 
 
-def _child(role: Callable[[Job, Queue[Any] | None, Connection], dict[str, Any]], job: Job,
-           queue: Queue[Any] | None, conn: Connection) -> None:
+def _child(
+    role: Callable[[Job, Queue[Any] | None, Connection], dict[str, Any]],
+    job: Job,
+    queue: Queue[Any] | None,
+    conn: Connection,
+) -> None:
     try:
         conn.send(("result", role(job, queue, conn)))
     except BaseException:
@@ -306,8 +308,9 @@ def _read_ring(ring: Ring, pull: zmq.Socket[bytes], acks: zmq.Socket[bytes], tal
 # -- parent ---------------------------------------------------------------------------------------
 
 
-def _expect(tag: str, conn: Connection, proc: BaseProcess, peer: tuple[Connection, BaseProcess] | None = None
-            ) -> Any:
+def _expect(
+    tag: str, conn: Connection, proc: BaseProcess, peer: tuple[Connection, BaseProcess] | None = None
+) -> Any:
     """The payload of `proc`'s next message, which must be `tag`. Fails fast if `proc` dies, or if its
     `peer` (which must stay silent meanwhile) reports an error or dies."""
     pairs = [(conn, proc)] + ([peer] if peer else [])
@@ -329,19 +332,23 @@ def _session(mp: SpawnContext, job: Job) -> dict[str, Any]:
     """One writer/reader pair for one contender and one frame size; returns the reader's numbers."""
     ring = None
     if job.contender == "ring":
-        ring = Ring.create(job.ring_name, RingGeometry(DEPTH + 2, job.shape[0], job.shape[1],
-                                                       job.shape[2] if len(job.shape) == 3 else 1))
+        ring = Ring.create(
+            job.ring_name,
+            RingGeometry(DEPTH + 2, job.shape[0], job.shape[1], job.shape[2] if len(job.shape) == 3 else 1),
+        )
     queue: Queue[Any] | None = mp.Queue(DEPTH) if job.contender == "queue" else None
     (r_conn, r_child), (w_conn, w_child) = mp.Pipe(), mp.Pipe()
     procs = []
     try:
-        reader = mp.Process(target=_child, args=(_reader, job, queue, r_child),
-                            name=f"{job.contender} reader")
+        reader = mp.Process(
+            target=_child, args=(_reader, job, queue, r_child), name=f"{job.contender} reader"
+        )
         reader.start()
         procs.append(reader)
         _expect("ready", r_conn, reader)
-        writer = mp.Process(target=_child, args=(_writer, job, queue, w_child),
-                            name=f"{job.contender} writer")
+        writer = mp.Process(
+            target=_child, args=(_writer, job, queue, w_child), name=f"{job.contender} writer"
+        )
         writer.start()
         procs.append(writer)
         res: dict[str, Any] = _expect("result", r_conn, reader, (w_conn, writer))
@@ -398,8 +405,14 @@ def _machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pyzmq": zmq.__version__,
+        "libzmq": zmq.zmq_version(),
+    }
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -418,8 +431,17 @@ def run(quick: bool = False) -> dict[str, Any]:
             runs: dict[str, list[dict[str, Any]]] = {c: [] for c in CONTENDERS}
             for _ in range(repeats):
                 for contender in CONTENDERS:
-                    job = Job(contender, shape, warmup, seconds, paced, period_ns, f"ipc://{folder}/frames",
-                              f"ipc://{folder}/acks", f"{prefix}_bench_ring")
+                    job = Job(
+                        contender,
+                        shape,
+                        warmup,
+                        seconds,
+                        paced,
+                        period_ns,
+                        f"ipc://{folder}/frames",
+                        f"ipc://{folder}/acks",
+                        f"{prefix}_bench_ring",
+                    )
                     runs[contender].append(_session(mp, job))
             fps: dict[str, float] = {}
             for contender, results in runs.items():
@@ -434,50 +456,60 @@ def run(quick: bool = False) -> dict[str, Any]:
                 fps[contender] = row["fps"]
                 rows.append(row)
             copies.append({"size": size, **_memcpy(shape, 15 if quick else 50)})
-            ratios.append({"size": size, "ring_over_queue": fps["ring"] / fps["queue"],
-                           "ring_over_zmq": fps["ring"] / fps["zmq"]})
+            ratios.append(
+                {
+                    "size": size,
+                    "ring_over_queue": fps["ring"] / fps["queue"],
+                    "ring_over_zmq": fps["ring"] / fps["zmq"],
+                }
+            )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         gc.collect()  # queue semaphores unregister from the resource tracker when collected
         if not tracker_was_running:
             resource_tracker._resource_tracker._stop()  # spawn started it: it must not outlive run()
-    return {"suite": "transport", "machine": _machine(), "quick": quick, "repeats": repeats,
-            "seconds_per_run": seconds, "depth": DEPTH,
-            "rows": rows, "memcpy": copies, "ratios": ratios}
+    return {
+        "suite": "transport",
+        "machine": _machine(),
+        "quick": quick,
+        "repeats": repeats,
+        "seconds_per_run": seconds,
+        "depth": DEPTH,
+        "rows": rows,
+        "memcpy": copies,
+        "ratios": ratios,
+    }
 
 
 def table(result: dict[str, Any]) -> str:
     """Aligned plain-text rendering of `run()`'s result."""
     m = result["machine"]
-    lines = [f"transport: {m['cpu']}, {m['cores']} cores, Python {m['python']}, numpy {m['numpy']}, "
-             f"pyzmq {m['pyzmq']} (median of {result['repeats']})",
-             f"{'size':<16}{'contender':<10}{'frames/s':>10}{'p50 us':>10}{'p99 us':>10}"
-             f"{'sat p50':>10}{'sat p99':>10}{'errors':>8}"]
+    lines = [
+        f"transport: {m['cpu']}, {m['cores']} cores, Python {m['python']}, numpy {m['numpy']}, "
+        f"pyzmq {m['pyzmq']} (median of {result['repeats']})",
+        f"{'size':<16}{'contender':<10}{'frames/s':>10}{'p50 us':>10}{'p99 us':>10}"
+        f"{'sat p50':>10}{'sat p99':>10}{'errors':>8}",
+    ]
     for r in result["rows"]:
-        lines.append(f"{r['size']:<16}{r['contender']:<10}{r['fps']:>10.0f}{r['lat_p50_us']:>10.0f}"
-                     f"{r['lat_p99_us']:>10.0f}{r['sat_lat_p50_us']:>10.0f}{r['sat_lat_p99_us']:>10.0f}"
-                     f"{r['errors']:>8d}")
+        lines.append(
+            f"{r['size']:<16}{r['contender']:<10}{r['fps']:>10.0f}{r['lat_p50_us']:>10.0f}"
+            f"{r['lat_p99_us']:>10.0f}{r['sat_lat_p50_us']:>10.0f}{r['sat_lat_p99_us']:>10.0f}"
+            f"{r['errors']:>8d}"
+        )
     lines.append("p50/p99: paced latency (no queueing); sat: latency at full throughput (mostly queued)")
     lines.append("")
-    lines.append(f"{'size':<16}{'memcpy cold us':>16}{'memcpy warm us':>16}{'ring/queue':>12}"
-                 f"{'ring/zmq':>10}")
+    lines.append(
+        f"{'size':<16}{'memcpy cold us':>16}{'memcpy warm us':>16}{'ring/queue':>12}{'ring/zmq':>10}"
+    )
     for c, q in zip(result["memcpy"], result["ratios"], strict=True):
-        lines.append(f"{c['size']:<16}{c['cold_us']:>16.0f}{c['warm_us']:>16.0f}"
-                     f"{q['ring_over_queue']:>11.1f}x{q['ring_over_zmq']:>9.1f}x")
+        lines.append(
+            f"{c['size']:<16}{c['cold_us']:>16.0f}{c['warm_us']:>16.0f}"
+            f"{q['ring_over_queue']:>11.1f}x{q['ring_over_zmq']:>9.1f}x"
+        )
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short smoke run")
-    parser.add_argument("--json", type=Path, default=Path("bench/out/transport.json"), help="result file")
-    args = parser.parse_args()
-    result = run(quick=args.quick)
-    print(table(result))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.json}")
-
-
 if __name__ == "__main__":
-    main()
+    from bench.runner import suite_main
+
+    suite_main("transport", __doc__ or "transport", run, table)

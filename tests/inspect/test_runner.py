@@ -19,6 +19,7 @@ from lens.engine.shm import new_run_prefix
 from lens.inspect.runner import ToolChain
 from lens.inspect.tools import ToolError
 from lens.inspect.worker import Inspector
+from tests.inspect import images
 
 SEED = 4242  # every random frame below comes from this seed (shown in failure messages)
 
@@ -46,15 +47,7 @@ def assert_stats(measures: dict[str, float], ref: dict[str, float], tol: float =
 
 
 def spots(h: int = 240, w: int = 320, n: int = 14) -> np.ndarray:
-    """Noisy dark background with `n` bright filled ellipses (some touching the border, some merged)."""
-    rng = np.random.default_rng(SEED)
-    img = rng.integers(0, 90, (h, w), dtype=np.uint8)
-    for _ in range(n):
-        cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
-        axes = (int(rng.integers(3, 25)), int(rng.integers(3, 25)))
-        cv2.ellipse(img, (cx, cy), axes, float(rng.integers(0, 180)), 0, 360, int(rng.integers(140, 256)), -1)
-    img[5, 5] = 200  # a one-pixel blob
-    return img
+    return images.spots(h, w, n, SEED, dot=True)
 
 
 def reference_blobs(

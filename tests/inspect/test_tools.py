@@ -25,6 +25,7 @@ from lens.engine import msgs
 from lens.engine.envelope import LENS_INSPECTION_ERROR, Job
 from lens.inspect.runner import ToolChain, inspect_frame
 from lens.inspect.tools import ToolError
+from tests.inspect import images
 
 SEED = 8017  # every random frame below comes from this seed (shown in failure messages)
 HERE = "tests.inspect.test_tools"  # dotted path of this module, for `custom` tools
@@ -98,14 +99,7 @@ def crc(img: np.ndarray) -> int:
 
 
 def spots(h: int = 240, w: int = 320, n: int = 16) -> np.ndarray:
-    """Noisy dark background with `n` bright filled ellipses, some touching the border."""
-    rng = np.random.default_rng(SEED)
-    img = rng.integers(0, 90, (h, w), dtype=np.uint8)
-    for _ in range(n):
-        cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
-        axes = (int(rng.integers(3, 25)), int(rng.integers(3, 25)))
-        cv2.ellipse(img, (cx, cy), axes, float(rng.integers(0, 180)), 0, 360, int(rng.integers(140, 256)), -1)
-    return img
+    return images.spots(h, w, n, SEED, dot=False)
 
 
 def astronaut_bgr() -> np.ndarray:
