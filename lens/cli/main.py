@@ -48,6 +48,20 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     return subscribe(args.endpoint, topics=args.topic, count=args.count, raw=args.json)
 
 
+def _cmd_trigger(args: argparse.Namespace) -> int:
+    from lens.engine.client import EngineClient, EngineTimeout
+
+    camera: str | int = int(args.camera) if args.camera.isdigit() else args.camera
+    with EngineClient(args.endpoint, timeout_s=5.0) as client:
+        try:
+            rid = client.trigger(camera, args.id or "")
+        except (RuntimeError, EngineTimeout) as e:
+            print(f"lens trigger: {e}", file=sys.stderr)
+            return EXIT_FAIL
+    print(f"triggered {args.camera}: its result will be result_id {rid}")
+    return EXIT_OK
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from bench.runner import run_bench
 
@@ -95,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--count", type=int, default=0, help="exit after this many messages (0 = never)")
     s.add_argument("--json", action="store_true", help="one compact JSON object a line")
     s.set_defaults(fn=_cmd_subscribe)
+
+    s = sub.add_parser("trigger", help="fire a manual trigger on a running machine's camera")
+    s.add_argument("camera", help="camera id (or index)")
+    s.add_argument("--id", default="", help="trigger id carried by the result (default: manual-<result_id>)")
+    s.add_argument("--endpoint", default="tcp://127.0.0.1:8712", help="the machine's command socket")
+    s.set_defaults(fn=_cmd_trigger)
 
     s = sub.add_parser("bench", help="benchmark harness: table on stdout, optional JSON file")
     s.add_argument("suites", nargs="*", default=[], help="suites to run (default: all)")

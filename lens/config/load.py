@@ -15,7 +15,7 @@ from lens.config.models import PipelineConfig
 # Tags pydantic inserts in an error path for a discriminated union; they are not YAML keys.
 # (kept in step with the tagged unions of lens.config.models and lens.config.tools)
 _UNION_TAGS = {
-    "synthetic", "folder", "video", "continuous",
+    "synthetic", "folder", "video", "usb", "rtsp", "http", "continuous", "motion", "manual", "cron", "serial",
     "grayscale", "blur", "threshold", "morphology", "blob", "edge_detection", "locate",
     "pattern_matching", "math", "custom", "rect", "circle", "ellipse",
 }  # fmt: skip

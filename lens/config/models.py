@@ -82,10 +82,80 @@ class VideoSource(Section):
     _path = field_validator("path")(_resolve)
 
 
+class UsbSource(Section):
+    type: Literal["usb"]
+    device: Annotated[
+        int | str, Field(description="Camera index (0, 1, ...) or device path (/dev/video0)")
+    ] = 0
+    width: Annotated[Dim | None, Field(description="Width to request; null = the camera's")] = None
+    height: Annotated[Dim | None, Field(description="Height to request; null = the camera's")] = None
+    fps: Annotated[float, Field(ge=0, le=1000, description="Frame rate to request; 0 = the camera's")] = 0
+    fourcc: Annotated[
+        str | None, Field(min_length=4, max_length=4, description="Pixel format to request, e.g. MJPG")
+    ] = None
+    stall_s: Annotated[float, Field(gt=0, le=3600, description="No frame for this long = reconnect")] = 5.0
+    retry_max_s: Annotated[float, Field(gt=0, le=3600, description="Longest wait between reconnects")] = 30.0
+
+
+class RtspSource(Section):
+    type: Literal["rtsp"]
+    url: Annotated[str | None, Field(description="rtsp://... (or give vendor + host)")] = None
+    vendor: Annotated[
+        Literal["intelbras", "hikvision", "generic"] | None, Field(description="Build the URL by vendor")
+    ] = None
+    host: Annotated[str | None, Field(description="Camera host (with vendor)")] = None
+    port: Annotated[int, Field(ge=1, le=65535, description="RTSP port (with vendor)")] = 554
+    channel: Annotated[int, Field(ge=1, le=256, description="Channel (with vendor)")] = 1
+    stream: Annotated[Literal["main", "sub"], Field(description="Main or sub stream (with vendor)")] = "main"
+    path: Annotated[str | None, Field(description="URL path (vendor generic)")] = None
+    user: Annotated[str | None, Field(description="User name (with vendor)")] = None
+    password_env: Annotated[
+        str | None, Field(description="Environment variable holding the password (never in the file)")
+    ] = None
+    transport: Annotated[Literal["tcp", "udp"], Field(description="RTSP transport")] = "tcp"
+    width: Annotated[Dim | None, Field(description="Resize to this width; null = the stream's")] = None
+    height: Annotated[Dim | None, Field(description="Resize to this height; null = the stream's")] = None
+    fps: Annotated[float, Field(ge=0, le=1000, description="Frame rate cap; 0 = the stream's")] = 0
+    stall_s: Annotated[float, Field(gt=0, le=3600, description="No frame for this long = reconnect")] = 5.0
+    retry_max_s: Annotated[float, Field(gt=0, le=3600, description="Longest wait between reconnects")] = 30.0
+
+    @model_validator(mode="after")
+    def _url_or_vendor(self) -> RtspSource:
+        if (self.url is None) == (self.vendor is None):
+            raise ValueError("give either url or vendor (+ host), not both and not neither")
+        if self.url is not None and not self.url.startswith(("rtsp://", "rtsps://")):
+            raise ValueError(f"url: {self.url.split('@')[-1]!r} is not an rtsp:// URL")
+        if self.vendor is not None and not self.host:
+            raise ValueError(f"host: required with vendor {self.vendor}")
+        if self.vendor == "generic" and not self.path:
+            raise ValueError("path: required with vendor generic")
+        return self
+
+
+class HttpSource(Section):
+    type: Literal["http"]
+    url: Annotated[str, Field(description="http(s):// MJPEG stream URL")]
+    width: Annotated[Dim | None, Field(description="Resize to this width; null = the stream's")] = None
+    height: Annotated[Dim | None, Field(description="Resize to this height; null = the stream's")] = None
+    fps: Annotated[float, Field(ge=0, le=1000, description="Frame rate cap; 0 = the stream's")] = 0
+    stall_s: Annotated[float, Field(gt=0, le=3600, description="No frame for this long = reconnect")] = 5.0
+    retry_max_s: Annotated[float, Field(gt=0, le=3600, description="Longest wait between reconnects")] = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} is not an http:// or https:// URL")
+        return v
+
+
 SourceConfig = Annotated[
     Annotated[SyntheticSource, Tag("synthetic")]
     | Annotated[FolderSource, Tag("folder")]
-    | Annotated[VideoSource, Tag("video")],
+    | Annotated[VideoSource, Tag("video")]
+    | Annotated[UsbSource, Tag("usb")]
+    | Annotated[RtspSource, Tag("rtsp")]
+    | Annotated[HttpSource, Tag("http")],
     tagged_by("type", "synthetic"),
 ]
 
@@ -102,7 +172,72 @@ class ContinuousTrigger(Section):
     ] = 0
 
 
-TriggerConfig = Annotated[Annotated[ContinuousTrigger, Tag("continuous")], tagged_by("type", "continuous")]
+class EventTrigger(Section):
+    """What every event trigger (manual, cron, serial) shares: one result per trigger, or an error."""
+
+    timeout_ms: Annotated[
+        float,
+        Field(ge=10, le=600_000, description="No frame or no worker in this time = LENS_TIMEOUT result"),
+    ] = 2000
+
+
+class ManualTrigger(EventTrigger):
+    type: Literal["manual"]
+
+
+class CronTrigger(EventTrigger):
+    type: Literal["cron"]
+    expr: Annotated[str, Field(description="Cron expression; six fields = with seconds (*/5 * * * * *)")]
+
+    @field_validator("expr")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from croniter import croniter
+
+        fields = len(v.split())
+        if fields not in (5, 6) or not croniter.is_valid(v, second_at_beginning=fields == 6):
+            raise ValueError(f"{v!r} is not a cron expression (5 fields, or 6 with seconds first)")
+        return v
+
+
+class SerialTrigger(EventTrigger):
+    type: Literal["serial"]
+    port: Annotated[str, Field(min_length=1, description="Serial device, e.g. /dev/ttyUSB0")]
+    baud: Annotated[int, Field(ge=50, le=4_000_000, description="Baud rate")] = 115200
+    match: Annotated[str, Field(min_length=1, description="Regex: a received line that matches fires")] = (
+        "TRIG"
+    )
+    ack: Annotated[str | None, Field(description="Written back (with a newline) for each trigger")] = None
+    max_line: Annotated[int, Field(ge=8, le=65536, description="Longer lines are noise")] = 256
+
+    @field_validator("match")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"{v!r} is not a regular expression: {e}") from None
+        return v
+
+
+class MotionTrigger(Section):
+    type: Literal["motion"]
+    threshold: Annotated[int, Field(ge=1, le=255, description="Least gray-level change of a pixel")] = 25
+    min_area: Annotated[int, Field(ge=1, description="Least changed area (px, full resolution) to fire")] = (
+        500
+    )
+    cooldown_ms: Annotated[float, Field(ge=0, le=3_600_000, description="Quiet time after firing")] = 0
+    downscale: Annotated[int, Field(ge=1, le=16, description="Compare frames at 1/downscale per side")] = 4
+
+
+TriggerConfig = Annotated[
+    Annotated[ContinuousTrigger, Tag("continuous")]
+    | Annotated[MotionTrigger, Tag("motion")]
+    | Annotated[ManualTrigger, Tag("manual")]
+    | Annotated[CronTrigger, Tag("cron")]
+    | Annotated[SerialTrigger, Tag("serial")],
+    tagged_by("type", "continuous"),
+]
 
 
 class RingConfig(Section):
@@ -148,9 +283,12 @@ class InspectionConfig(Section):
 
 class ZmqOutput(Section):
     bind: Annotated[str, Field(description="Results bus endpoint (ZeroMQ PUB)")] = "tcp://127.0.0.1:8711"
+    command: Annotated[
+        str, Field(description="Command endpoint (ZeroMQ ROUTER): manual triggers, inspection reload")
+    ] = "tcp://127.0.0.1:8712"
     hwm: Annotated[int, Field(ge=1, le=1_000_000, description="Messages queued per subscriber")] = 10000
 
-    @field_validator("bind")
+    @field_validator("bind", "command")
     @classmethod
     def _endpoint(cls, v: str) -> str:
         if not re.match(r"^(tcp://[^:/]+:(\d{1,5}|\*)|ipc://.+|inproc://.+)$", v):

@@ -9,7 +9,7 @@ import zmq
 from lens.config.load import ConfigError, ConfigIssue, validate_data
 from lens.config.models import InspectionConfig
 from lens.engine import msgs
-from lens.engine.bus import unpack
+from lens.engine.bus import pack, unpack
 
 
 class EngineTimeout(TimeoutError):
@@ -17,6 +17,9 @@ class EngineTimeout(TimeoutError):
 
 
 class EngineClient:
+    """Talks to the dispatcher: at the run's internal hub, or at its command socket
+    (`outputs.zmq.command`, default tcp://127.0.0.1:8712)."""
+
     def __init__(self, hub_endpoint: str, timeout_s: float = 10.0) -> None:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
@@ -39,6 +42,24 @@ class EngineClient:
         if kind == msgs.NACK:
             raise ConfigError([ConfigIssue("", str(i)) for i in answer.get("issues", [answer["error"]])])
         return int(answer["version"])
+
+    def trigger(self, camera: str | int = 0, trigger_id: str = "") -> int:
+        """Fire a manual trigger on a camera with an event trigger; returns the result id that will
+        carry its result (or its error result) on the bus. RuntimeError if the camera takes none."""
+        self.sock.send_multipart(
+            (msgs.TRIGGER, pack({"camera": camera, "id": trigger_id, "source": "manual"}))
+        )
+        answer = self._answer()
+        return int(answer["result_id"])
+
+    def _answer(self) -> dict[str, Any]:
+        if not self.sock.poll(self.timeout_ms):
+            raise EngineTimeout(f"no answer from the dispatcher in {self.timeout_ms / 1000:.0f} s")
+        kind, body = self.sock.recv_multipart()
+        answer: dict[str, Any] = unpack(body)
+        if kind == msgs.NACK:
+            raise RuntimeError(answer["error"])
+        return answer
 
     def close(self) -> None:
         self.sock.close(linger=0)

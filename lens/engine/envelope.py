@@ -31,6 +31,7 @@ class Job:
     trigger: str
     triggered_at: float
     inspection_version: int
+    trigger_id: str = ""  # event triggers (manual, cron, serial): the trigger's own id
 
     def to_wire(self) -> list[Any]:
         return [
@@ -45,6 +46,7 @@ class Job:
             self.trigger,
             self.triggered_at,
             self.inspection_version,
+            self.trigger_id,
         ]
 
     @classmethod
@@ -76,6 +78,11 @@ def result_envelope(
         "inspection_version": job.inspection_version,
         "tools": tools,
     }
+    if job.trigger_id:
+        env["trigger_id"] = job.trigger_id
+    if job.frame_id < 0:  # an event trigger answered without a frame (timeout, source unavailable)
+        env["frame_id"] = None
+        env["captured_at"] = None
     if error is not None:
         env["error"] = error
     return env

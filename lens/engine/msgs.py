@@ -14,7 +14,8 @@ the public contract is the results bus (lens.engine.bus).
     hub -> worker    JOB    Job.to_wire()
                      CONFIG [version, inspection config as JSON]  (hot reload; before any later JOB)
     client -> hub    RELOAD inspection config as JSON           (validated by the client first)
-    hub -> client    ACK    {version}  |  NACK {error}
+                     TRIGGER {camera (id or index), id?, at?, source?}  (an event trigger fires)
+    hub -> client    ACK    {version} | {result_id, trigger_id}  |  NACK {error}
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ CONFIG = b"G"
 RELOAD = b"L"
 ACK = b"A"
 NACK = b"N"
+TRIGGER = b"T"
 
 # RESULT outcome
 PASSED, FAILED, ERROR, OVERRUN = 0, 1, 2, 3

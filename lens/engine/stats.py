@@ -26,7 +26,12 @@ CAMERA_FIELDS = (
     "skipped_by_trigger",  # the trigger did not want it       (dispatcher)
     "dropped_busy",  # superseded while all workers were busy  (dispatcher)
     "overrun",  # overwritten before or while inspected        (dispatcher)
+    "health",  # gauge: 0 offline, 1 online, 2 reconnecting, 3 ended (capture)
+    "reconnects",  # times the source was reopened after a loss     (capture)
+    "triggers",  # event triggers fired (manual, cron, serial)   (dispatcher)
+    "trigger_noise",  # serial lines that were not a trigger        (serial trigger process)
 )
+HEALTH = ("offline", "online", "reconnecting", "ended")
 CAM = {name: i for i, name in enumerate(CAMERA_FIELDS)}
 # Run-wide. Writer: dispatcher, except `restarts` (supervisor).
 RUN_FIELDS = (

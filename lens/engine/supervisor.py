@@ -2,8 +2,8 @@
 
 Start order: dispatcher (binds the hub and the results bus), one worker alone (so a cold numba
 cache is compiled once, not by every worker at the same time), the other workers, the captures.
-Stop order: captures, workers, dispatcher; SIGTERM, then SIGKILL after a grace period. At exit
-every segment and socket file with the run's prefix is removed; at start, those of dead runs.
+Stop order: serial triggers, captures, workers, dispatcher; SIGTERM, then SIGKILL after a grace
+period. At exit every segment and socket file with the run's prefix is removed; at start, those of dead runs.
 """
 
 from __future__ import annotations
@@ -84,6 +84,10 @@ class Supervisor:
                 self._spawn(f"worker-{i}", lambda i=i: WorkerProcess(self.ctx, i), wait=(i == 0))
             for i, cam in enumerate(self.config.cameras):
                 self._spawn(f"capture-{cam.id}", lambda i=i: CaptureProcess(self.ctx, i), wait=False)
+                if cam.trigger.type == "serial":
+                    from lens.triggers.serial import SerialTriggerProcess
+
+                    self._spawn(f"serial-{cam.id}", lambda i=i: SerialTriggerProcess(self.ctx, i), wait=False)
         except BaseException:
             self.stop()
             raise
@@ -166,11 +170,8 @@ class Supervisor:
         if self.zctx is not None:
             self.zctx.term()
             self.zctx = None
-        order = sorted(
-            self.slots, key=lambda n: 0 if n.startswith("capture") else 1 if n.startswith("worker") else 2
-        )
-        for group in ("capture", "worker", "dispatcher"):
-            procs = [self.slots[n].proc for n in order if n.startswith(group)]
+        for group in ("serial", "capture", "worker", "dispatcher"):
+            procs = [slot.proc for name, slot in self.slots.items() if name.startswith(group)]
             for p in procs:
                 if p.is_alive():
                     p.terminate()

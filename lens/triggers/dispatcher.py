@@ -21,6 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import zmq
 from pydantic import ValidationError
@@ -29,21 +30,18 @@ from lens.config.load import issues_from
 from lens.config.models import CameraConfig, InspectionConfig
 from lens.engine import msgs
 from lens.engine.bus import Publisher, event_topic, pack, result_topic, unpack
-from lens.engine.envelope import LENS_WORKER_CRASHED, Job, error_envelope, event_envelope
+from lens.engine.envelope import LENS_OVERRUN, LENS_WORKER_CRASHED, Job, error_envelope, event_envelope
 from lens.engine.process import LensProcess, RunContext, SetupError
 from lens.engine.ring import Ring
 from lens.engine.stats import CAM, RUN, Stats, ToolStats
+from lens.triggers.events import EventTriggers, Failure, Fired, Frame
 
 log = logging.getLogger("lens.dispatcher")
 MODE = "RUN"
 
 
-@dataclass
-class Pending:
-    slot: int
-    seq: int
-    frame_id: int
-    captured_at: float
+Pending = Frame  # a frame announced by a capture, waiting for a worker
+EVENT_TRIGGERS = ("manual", "cron", "serial")
 
 
 @dataclass
@@ -59,10 +57,13 @@ class CameraState:
     pending: deque[Pending] = field(default_factory=deque)
     last_accept: float = 0.0
     eos: bool = False
+    events: EventTriggers | None = None  # manual, cron, serial: one result per trigger
+    cron: Any = None  # croniter of a cron trigger
+    next_fire: float = float("inf")  # epoch s of the next cron tick
 
     @property
     def interval_s(self) -> float:
-        return self.config.trigger.interval_ms / 1000.0
+        return getattr(self.config.trigger, "interval_ms", 0.0) / 1000.0
 
 
 class Dispatcher(LensProcess):
@@ -89,11 +90,27 @@ class Dispatcher(LensProcess):
             self.pub = Publisher(self.zctx, cfg.outputs.zmq.bind, cfg.outputs.zmq.hwm)
         except zmq.ZMQError as e:
             raise SetupError(f"cannot bind the results bus at {cfg.outputs.zmq.bind}: {e}") from None
+        self.command = self.zctx.socket(zmq.ROUTER)  # manual triggers and reloads from outside
+        self.command.setsockopt(zmq.LINGER, 0)
+        try:
+            self.command.bind(cfg.outputs.zmq.command)
+        except zmq.ZMQError as e:
+            raise SetupError(f"cannot bind the command socket at {cfg.outputs.zmq.command}: {e}") from None
         self.stats = Stats.attach(self.ctx.stats_name, self.ctx.cameras)
         self.run_row = self.stats.run
         self.toolstats = ToolStats.attach(self.ctx.toolstats_name)
         self._load_inspection()
         self.cams = [CameraState(i, c, self.stats.camera(i)) for i, c in enumerate(cfg.cameras)]
+        for cam in self.cams:
+            trig = cam.config.trigger
+            if trig.type in EVENT_TRIGGERS:
+                max_ready = max(1, cam.config.ring.slots - 3)  # leave the writer slots to write into
+                cam.events = EventTriggers(trig.timeout_ms / 1000.0, max_ready)
+            if trig.type == "cron":
+                from croniter import croniter
+
+                cam.cron = croniter(trig.expr, time.time(), second_at_beginning=len(trig.expr.split()) == 6)
+                cam.next_fire = cam.cron.get_next(float)
         self.rings: dict[str, Ring] = {}
         self.known_workers: set[bytes] = set()
         self.idle: deque[bytes] = deque()
@@ -107,26 +124,43 @@ class Dispatcher(LensProcess):
         poller = zmq.Poller()
         poller.register(self.pub.sock, zmq.POLLIN)
         poller.register(self.hub, zmq.POLLIN)
+        poller.register(self.command, zmq.POLLIN)
         while not self.stopping:
-            timeout = 100
-            if self.credit_due:
-                timeout = max(0, min(timeout, int((min(self.credit_due)[0] - time.monotonic()) * 1000) + 1))
-            events = dict(poller.poll(timeout))
+            events = dict(poller.poll(self._poll_timeout_ms()))
             if self.pub.sock in events:
                 self.pub.drain_subscriptions()
-            if self.hub in events:
+            for sock in (self.hub, self.command):
+                if sock not in events:
+                    continue
                 for _ in range(256):  # drain, but keep credits and stop responsive
                     try:
-                        frames = self.hub.recv_multipart(zmq.NOBLOCK, copy=False)
+                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
-                    self._handle([f.bytes for f in frames[:3]] + frames[3:])
+                    self._handle([f.bytes for f in frames[:3]] + frames[3:], sock)
             self._send_due_credits()
+            self._fire_cron()
+            self._expire_triggers()
             self._dispatch()
             self.run_row[RUN["bus_sent"]] = self.pub.sent
             self.run_row[RUN["bus_dropped"]] = self.pub.dropped
 
-    def _handle(self, frames: list) -> None:
+    def _poll_timeout_ms(self) -> int:
+        """Sleep until the next timed duty: a credit due, a cron tick, a trigger deadline (at most 100 ms)."""
+        wake = [t for t, _ in self.credit_due]
+        mono, wall = time.monotonic(), time.time()
+        for cam in self.cams:
+            if cam.events is not None:
+                deadline = cam.events.next_deadline()
+                if deadline is not None:
+                    wake.append(deadline)
+            if cam.cron is not None:
+                wake.append(mono + (cam.next_fire - wall))
+        if not wake:
+            return 100
+        return max(0, min(100, int((min(wake) - mono) * 1000) + 1))
+
+    def _handle(self, frames: list, sock: zmq.Socket) -> None:
         ident, kind = frames[0], frames[1]
         if kind == msgs.FRAME:
             self._on_frame(*unpack(frames[2]))
@@ -139,7 +173,9 @@ class Dispatcher(LensProcess):
         elif kind == msgs.EOS:
             self._on_eos(int(unpack(frames[2])))
         elif kind == msgs.RELOAD:
-            self._on_reload(ident, bytes(frames[2]))
+            self._on_reload(ident, bytes(frames[2]), sock)
+        elif kind == msgs.TRIGGER:
+            self._on_trigger(ident, unpack(frames[2]), sock)
         elif kind == msgs.EVENT:
             event_kind, fields = bytes(frames[2]).decode(), unpack(frames[3].bytes)
             if event_kind == "process" and fields.get("state") == "exited":
@@ -160,7 +196,11 @@ class Dispatcher(LensProcess):
         cam = self.cams[index]
         cam.identity, cam.ring, cam.paced, cam.eos = ident, self._ring(ring_name), paced, False
         cam.pending.clear()  # frames announced by a previous capture process are not trusted
-        if paced:
+        if paced and cam.events is not None:
+            # one frame per trigger: a frame for each trigger still waiting (after a capture restart)
+            cam.granted = 0
+            self._request_frames(cam)
+        elif paced:
             # With an interval, one frame per interval; else enough to keep every worker fed.
             slots = cam.ring.geometry.slots
             cam.window = 1 if cam.interval_s > 0 else max(1, min(self.workers + 1, slots - self.workers - 2))
@@ -187,7 +227,7 @@ class Dispatcher(LensProcess):
 
     def _credit_back(self, cam: CameraState) -> None:
         """A paced camera's frame has been dealt with: let it produce the next one (at the interval)."""
-        if not cam.paced or cam.eos:
+        if not cam.paced or cam.eos or cam.events is not None:  # event cameras: one credit per trigger
             return
         if cam.interval_s > 0:
             self.credit_due.append((time.monotonic() + cam.interval_s, cam.index))
@@ -197,6 +237,17 @@ class Dispatcher(LensProcess):
     def _on_frame(self, index: int, slot: int, seq: int, frame_id: int, captured_at: float) -> None:
         cam = self.cams[index]
         frame = Pending(slot, seq, frame_id, captured_at)
+        if cam.events is not None:
+            if cam.paced:
+                cam.granted -= 1
+            assert cam.ring is not None
+            took, failures = cam.events.on_frame(frame, cam.ring.pin)
+            if took == 0 and not failures:
+                cam.row[CAM["skipped_by_trigger"]] += 1
+            for failure in failures:
+                self._answer_failure(cam, failure)
+            self._request_frames(cam)
+            return
         if cam.paced:
             cam.granted -= 1
             cam.pending.append(frame)  # paced frames never supersede each other
@@ -225,6 +276,7 @@ class Dispatcher(LensProcess):
     # -- workers ------------------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
+        self._dispatch_triggered()
         n = len(self.cams)
         while self.idle:
             for k in range(n):
@@ -287,6 +339,110 @@ class Dispatcher(LensProcess):
             )
             self._finish(lost, msgs.ERROR, pack(env))
 
+    def _dispatch_triggered(self) -> None:
+        """Frames held for event triggers go first, one camera after another."""
+        while self.idle:
+            cams = [c for c in self.cams if c.events is not None and c.events.ready]
+            if not cams:
+                return
+            for cam in cams:
+                if not self.idle:
+                    return
+                assert cam.events is not None and cam.ring is not None
+                item = cam.events.next_ready()
+                if item is None:
+                    continue
+                fired, frame = item
+                job = Job(fired.result_id, cam.index, cam.config.id, cam.ring.name, frame.slot, frame.seq,
+                          frame.frame_id, frame.captured_at, fired.source, fired.at, self.version,
+                          fired.trigger_id)  # fmt: skip
+                worker = self.idle.popleft()
+                try:
+                    self.hub.send_multipart((worker, msgs.JOB, pack(job.to_wire())))
+                except zmq.ZMQError:  # the worker is gone: keep the frame for the next one
+                    cam.events.ready.appendleft(item)
+                    continue
+                self.busy[worker] = job
+
+    # -- event triggers -----------------------------------------------------------------------------
+
+    def _camera(self, ref: object) -> CameraState | None:
+        if isinstance(ref, int) and 0 <= ref < len(self.cams):
+            return self.cams[ref]
+        return next((c for c in self.cams if c.config.id == ref), None)
+
+    def _on_trigger(self, ident: bytes, body: dict, sock: zmq.Socket) -> None:
+        cam = self._camera(body.get("camera", 0))
+        if cam is None or cam.events is None:
+            if cam is None:
+                why = f"no camera {body.get('camera')!r}"
+            else:
+                kind = cam.config.trigger.type
+                why = f"camera {cam.config.id} has a {kind} trigger, not manual, cron or serial"
+            sock.send_multipart((ident, msgs.NACK, pack({"error": why})))
+            return
+        source = str(body.get("source", "manual"))
+        at = float(body.get("at") or time.time())
+        rid = self._fire(cam, str(body.get("id") or ""), source, at)
+        try:
+            sock.send_multipart((ident, msgs.ACK, pack({"result_id": rid})), zmq.NOBLOCK)
+        except zmq.ZMQError:  # the sender went away; its trigger is still answered on the bus
+            log.info("trigger %d: sender gone before the acknowledgement", rid)
+
+    def _fire(self, cam: CameraState, trigger_id: str, source: str, at: float) -> int:
+        """Record one trigger; from here on it yields exactly one result (or error result)."""
+        assert cam.events is not None
+        self.run_row[RUN["results"]] += 1
+        rid = int(self.run_row[RUN["results"]])
+        cam.row[CAM["triggers"]] += 1
+        fired = Fired(
+            rid, trigger_id or f"{source}-{rid}", source, at, time.monotonic() + cam.events.timeout_s
+        )
+        cam.events.fire(fired)
+        self._request_frames(cam)  # a file or synthetic source produces the frame for this trigger now
+        return rid
+
+    def _request_frames(self, cam: CameraState) -> None:
+        """Paced event camera: a frame produced now is the first after every waiting trigger, so one
+        outstanding request serves them all; made only while the ring has room next to the frames held
+        for triggers and in inspection (else when a slot frees up)."""
+        if not cam.paced or cam.events is None or cam.ring is None or not cam.identity:
+            return
+        if not cam.events.waiting or cam.granted > 0:
+            return
+        in_flight = len({(j.slot, j.seq) for j in self.busy.values() if j.camera_index == cam.index})
+        if cam.ring.geometry.slots - 3 - cam.events.held() - in_flight > 0:
+            self._grant(cam, 1)
+
+    def _fire_cron(self) -> None:
+        now = time.time()
+        for cam in self.cams:
+            while cam.cron is not None and cam.next_fire <= now:
+                self._fire(cam, "", "cron", cam.next_fire)  # stamped with its tick, not with now
+                cam.next_fire = cam.cron.get_next(float)
+
+    def _expire_triggers(self) -> None:
+        now = time.monotonic()
+        for cam in self.cams:
+            if cam.events is not None and (cam.events.waiting or cam.events.ready):
+                online = int(cam.row[CAM["health"]]) == 1 or cam.paced
+                for failure in cam.events.expired(now, online):
+                    self._answer_failure(cam, failure)
+
+    def _answer_failure(self, cam: CameraState, failure: Failure) -> None:
+        """An error result for a trigger that could not be served, published in its turn."""
+        fired, frame = failure.fired, failure.frame
+        if frame is not None and cam.ring is not None:
+            cam.ring.unpin(frame.slot)
+        frame_id, captured_at = (frame.frame_id, frame.captured_at) if frame else (-1, 0.0)
+        ring = cam.ring.name if cam.ring else ""
+        job = Job(fired.result_id, cam.index, cam.config.id, ring, -1, 0, frame_id, captured_at, fired.source,
+                  fired.at, self.version, fired.trigger_id)  # fmt: skip
+        env = error_envelope(self.machine_id, job, MODE, failure.code, failure.message)
+        self._count(cam, msgs.OVERRUN if failure.code == LENS_OVERRUN else msgs.ERROR)
+        self._publish_result(cam, job, msgs.ERROR, pack(env))
+        self._request_frames(cam)
+
     def _on_ready(self, ident: bytes) -> None:
         self._answer_lost_job(ident)  # restarted before the supervisor's notice reached us
         self.known_workers.add(ident)
@@ -310,8 +466,16 @@ class Dispatcher(LensProcess):
     def _finish(self, job: Job, outcome: int, payload: bytes | zmq.Frame) -> None:
         cam = self.cams[job.camera_index]
         ring = self.rings.get(job.ring)
-        if ring is not None:
+        if ring is not None and job.slot >= 0:
             ring.unpin(job.slot)
+        self._count(cam, outcome)
+        self._publish_result(cam, job, outcome, payload)
+        if cam.events is not None:
+            self._request_frames(cam)  # a held slot was freed
+        if cam.eos:
+            self._check_finished()
+
+    def _count(self, cam: CameraState, outcome: int) -> None:
         row = cam.row
         row[CAM["inspected"]] += 1
         if outcome == msgs.PASSED:
@@ -322,9 +486,13 @@ class Dispatcher(LensProcess):
             row[CAM["errors"]] += 1
             if outcome == msgs.OVERRUN:
                 row[CAM["overrun"]] += 1
-        self.pub.publish(result_topic(job.camera), payload)
-        if cam.eos:
-            self._check_finished()
+
+    def _publish_result(self, cam: CameraState, job: Job, outcome: int, payload: bytes | zmq.Frame) -> None:
+        if cam.events is None:
+            self.pub.publish(result_topic(job.camera), payload)
+            return
+        for _, ready in cam.events.complete(job.result_id, outcome, payload):  # in trigger order
+            self.pub.publish(result_topic(job.camera), ready)
 
     # -- hot reload ---------------------------------------------------------------------------------
 
@@ -342,14 +510,14 @@ class Dispatcher(LensProcess):
             tools = InspectionConfig.model_validate_json(self.inspection_json).tools
             self.toolstats.reset(self.version, [t.name for t in tools])
 
-    def _on_reload(self, ident: bytes, data: bytes) -> None:
+    def _on_reload(self, ident: bytes, data: bytes, sock: zmq.Socket) -> None:
         """Replace the inspection config: jobs handed out from now on use the new version; every
         worker gets it before its next job (messages to a worker arrive in order)."""
         try:
             cfg = InspectionConfig.model_validate_json(data)
         except ValidationError as e:
             issues = [f"{i.path}: {i.message}" for i in issues_from(e)]
-            self.hub.send_multipart((ident, msgs.NACK, pack({"error": "; ".join(issues), "issues": issues})))
+            sock.send_multipart((ident, msgs.NACK, pack({"error": "; ".join(issues), "issues": issues})))
             return
         if cfg.workers != self.workers:  # the number of processes changes only with a restart
             cfg = cfg.model_copy(update={"workers": self.workers})
@@ -367,7 +535,7 @@ class Dispatcher(LensProcess):
                 log.info("worker %s not connected; gets version %d with its READY", worker, self.version)
         log.info("inspection config replaced: version %d (%d tools)", self.version, len(cfg.tools))
         self._publish_event("inspection", {"version": self.version, "tools": [t.name for t in cfg.tools]})
-        self.hub.send_multipart((ident, msgs.ACK, pack({"version": self.version})))
+        sock.send_multipart((ident, msgs.ACK, pack({"version": self.version})))
 
     # -- events -------------------------------------------------------------------------------------
 
@@ -381,6 +549,8 @@ class Dispatcher(LensProcess):
             self.pub.close()
         if hasattr(self, "hub"):
             self.hub.close(linger=0)
+        if hasattr(self, "command"):
+            self.command.close(linger=0)
         if hasattr(self, "zctx"):
             self.zctx.term()
         if hasattr(self, "stats"):

@@ -293,12 +293,25 @@ INVALID: list[tuple[str, str, list[Issue]]] = [
     (
         "unknown source type",
         "cameras:\n  - source:\n      type: gige\n",
-        [("cameras[0].source", "unknown type 'gige' (expected one of 'synthetic', 'folder', 'video')", 3)],
+        [
+            (
+                "cameras[0].source",
+                "unknown type 'gige' (expected one of 'synthetic', 'folder', 'video', 'usb', 'rtsp', 'http')",
+                3,
+            )
+        ],
     ),
     (
         "unknown trigger type",
         "cameras:\n  - trigger:\n      type: hardware\n",
-        [("cameras[0].trigger", "unknown type 'hardware' (expected one of 'continuous')", 3)],
+        [
+            (
+                "cameras[0].trigger",
+                "unknown type 'hardware' "
+                "(expected one of 'continuous', 'motion', 'manual', 'cron', 'serial')",
+                3,
+            )
+        ],
     ),
     (
         "unknown tool type",

@@ -39,7 +39,7 @@ def pipeline(tmp_path: Path, port: int, source: dict, workers: int = 2, **cam: o
         "machine": {"id": "vm_test"},
         "cameras": [{"id": "cam0", "source": source, **cam}],
         "inspection": {"workers": workers, "tools": TOOLS},
-        "outputs": {"zmq": {"bind": f"tcp://127.0.0.1:{port}"}},
+        "outputs": {"zmq": {"bind": f"tcp://127.0.0.1:{port}", "command": f"tcp://127.0.0.1:{free_port()}"}},
     }
     return write_pipeline(tmp_path / "pipeline.yaml", cfg)
 
@@ -97,7 +97,7 @@ def test_synthetic_results_match_ground_truth(tmp_path: Path, fmt: str) -> None:
                 },
             ],
         },
-        "outputs": {"zmq": {"bind": f"tcp://127.0.0.1:{port}"}},
+        "outputs": {"zmq": {"bind": f"tcp://127.0.0.1:{port}", "command": f"tcp://127.0.0.1:{free_port()}"}},
     }
     path = write_pipeline(tmp_path / "demo.yaml", cfg)
     scene = SyntheticScene(640, 480, 1 if fmt == "gray" else 3, seed=3, defect_rate=0.3, parts=4)

@@ -48,6 +48,7 @@ def test_showcase_runs_live(tmp_path: Path) -> None:
     data = yaml.safe_load(SHOWCASE.read_text())
     port = free_port()
     data["outputs"]["zmq"]["bind"] = f"tcp://127.0.0.1:{port}"
+    data["outputs"]["zmq"]["command"] = f"tcp://127.0.0.1:{free_port()}"
     for tool in data["inspection"]["tools"]:
         if tool["type"] == "pattern_matching":
             tool["params"]["template"] = str(ROOT / "pipelines" / tool["params"]["template"])
