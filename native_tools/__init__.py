@@ -8,6 +8,7 @@ from native_tools._jit import REGISTRY
 from native_tools.blob import BlobScratch, blob_stats
 from native_tools.caliper import find_edges, profile, profile_length
 from native_tools.edges import edge_count
+from native_tools.motion import motion_area, motion_state
 from native_tools.stats import roi_stats
 from native_tools.threshold import band_threshold, otsu_level
 
@@ -17,6 +18,8 @@ __all__ = [
     "blob_stats",
     "edge_count",
     "find_edges",
+    "motion_area",
+    "motion_state",
     "otsu_level",
     "profile",
     "profile_length",
@@ -69,6 +72,8 @@ def warmup() -> list[str]:
         prof = profile(img, 2, 3, 40.5, 30)
         profile(img, 2, 3, 40.5, 30, out=np.empty_like(prof))
     find_edges(prof, 1.0, 10.0, "any")
+    for img in _layouts(frame):
+        motion_area(img, motion_state(img.shape, 4), 4, 25)
     missing = [k.py_func.__qualname__ for k in REGISTRY if not k.signatures]
     if missing:
         raise RuntimeError(f"warmup does not exercise kernel(s) {missing}: add a call for them")

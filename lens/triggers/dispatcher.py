@@ -60,6 +60,7 @@ class CameraState:
     events: EventTriggers | None = None  # manual, cron, serial: one result per trigger
     cron: Any = None  # croniter of a cron trigger
     next_fire: float = float("inf")  # epoch s of the next cron tick
+    motion: Any = None  # MotionDetector of a motion trigger
 
     @property
     def interval_s(self) -> float:
@@ -106,6 +107,10 @@ class Dispatcher(LensProcess):
             if trig.type in EVENT_TRIGGERS:
                 max_ready = max(1, cam.config.ring.slots - 3)  # leave the writer slots to write into
                 cam.events = EventTriggers(trig.timeout_ms / 1000.0, max_ready)
+            if trig.type == "motion":
+                from lens.triggers.motion import MotionDetector
+
+                cam.motion = MotionDetector(trig)
             if trig.type == "cron":
                 from croniter import croniter
 
@@ -250,6 +255,10 @@ class Dispatcher(LensProcess):
             return
         if cam.paced:
             cam.granted -= 1
+        if cam.motion is not None and not self._moved(cam, frame):
+            self._credit_back(cam)
+            return
+        if cam.paced:
             cam.pending.append(frame)  # paced frames never supersede each other
             return
         if cam.interval_s > 0 and captured_at - cam.last_accept < cam.interval_s:
@@ -259,6 +268,18 @@ class Dispatcher(LensProcess):
             cam.pending.popleft()
             cam.row[CAM["dropped_busy"]] += 1
         cam.pending.append(frame)
+
+    def _moved(self, cam: CameraState, frame: Pending) -> bool:
+        """Motion trigger: does this frame fire? (read in place; counted as skipped if not)"""
+        assert cam.ring is not None
+        area = cam.motion.area(cam.ring.view(frame.slot))
+        if not cam.ring.valid(frame.slot, frame.seq):  # overwritten while being compared
+            cam.row[CAM["overrun"]] += 1
+            return False
+        if not cam.motion.fires(area, frame.captured_at):
+            cam.row[CAM["skipped_by_trigger"]] += 1
+            return False
+        return True
 
     def _on_eos(self, index: int) -> None:
         cam = self.cams[index]
