@@ -114,8 +114,8 @@ class Dispatcher(LensProcess):
             if trig.type == "cron":
                 from croniter import croniter
 
+                # the schedule starts when the camera first comes up (see _on_hello)
                 cam.cron = croniter(trig.expr, time.time(), second_at_beginning=len(trig.expr.split()) == 6)
-                cam.next_fire = cam.cron.get_next(float)
         self.rings: dict[str, Ring] = {}
         self.known_workers: set[bytes] = set()
         self.idle: deque[bytes] = deque()
@@ -200,6 +200,9 @@ class Dispatcher(LensProcess):
     def _on_hello(self, ident: bytes, index: int, ring_name: str, paced: bool) -> None:
         cam = self.cams[index]
         cam.identity, cam.ring, cam.paced, cam.eos = ident, self._ring(ring_name), paced, False
+        if cam.cron is not None and cam.next_fire == float("inf"):
+            cam.cron.set_current(time.time(), force=True)
+            cam.next_fire = cam.cron.get_next(float)
         cam.pending.clear()  # frames announced by a previous capture process are not trusted
         if paced and cam.events is not None:
             # one frame per trigger: a frame for each trigger still waiting (after a capture restart)
