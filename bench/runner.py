@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 # suite name -> module in bench/ with run(quick) -> dict and table(result) -> str
-SUITES = {"transport": "bench.transport", "tools": "bench.tools"}
+SUITES = {"transport": "bench.transport", "tools": "bench.tools", "triggers": "bench.triggers"}
 
 
 def run_bench(suites: list[str], json_path: str | None = None, quick: bool = False) -> int:

@@ -159,7 +159,7 @@ class Dispatcher(LensProcess):
                 deadline = cam.events.next_deadline()
                 if deadline is not None:
                     wake.append(deadline)
-            if cam.cron is not None:
+            if cam.cron is not None and cam.next_fire != float("inf"):  # started with its camera
                 wake.append(mono + (cam.next_fire - wall))
         if not wake:
             return 100
