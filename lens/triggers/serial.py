@@ -75,7 +75,10 @@ class SerialTriggerProcess(LensProcess):
                     self.backoff = min(BACKOFF_MAX_S, self.backoff * 2)
                 continue
             try:
-                chunk = self.port.read(4096)
+                # what is waiting, or block (up to the port timeout) for the first byte: read(4096) would
+                # wait for 4096 bytes or the whole timeout, holding every trigger line back by up to 50 ms
+                waiting = self.port.in_waiting
+                chunk = self.port.read(waiting if waiting > 0 else 1)
             except (serial.SerialException, OSError) as e:
                 log.error("%s: serial port %s failed: %s", self.camera, self.cfg.port, e)
                 self._event(port=self.cfg.port, state="offline", error=str(e))
