@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from lens.config.load import ConfigError, format_issue, load_pipeline
 from lens.engine.process import setup_logging
+from lens.engine.stats import HEALTH
 from lens.engine.supervisor import StartError, Supervisor
 
 EXIT_OK, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
@@ -33,7 +34,13 @@ class StatusLine:
             fps_insp = (total["inspected"] - prev["inspected"]) / dt
         self.last = (now, total)
         run = snap["run"]
+        health = " ".join(
+            f"{cam}:{HEALTH[c['health']] if 0 <= c['health'] < len(HEALTH) else '?'}"
+            + (f"({c['reconnects']} reconnects)" if c["reconnects"] else "")
+            for cam, c in cams.items()
+        )
         return (
+            f"{health} | "
             f"captured {total['captured']} ({fps_cap:.0f}/s) | inspected {total['inspected']} "
             f"({fps_insp:.0f}/s) pass {total['passed']} fail {total['failed']} err {total['errors']} | "
             f"skipped {total['skipped_by_trigger']} dropped busy {total['dropped_busy']} "

@@ -129,6 +129,9 @@ class RtspSource(Section):
             raise ValueError(f"host: required with vendor {self.vendor}")
         if self.vendor == "generic" and not self.path:
             raise ValueError("path: required with vendor generic")
+        url_has_user = self.url is not None and "@" in self.url.split("//", 1)[-1].split("/", 1)[0]
+        if self.password_env is not None and not self.user and not url_has_user:
+            raise ValueError("user: required with password_env (a password needs a user name)")
         return self
 
 

@@ -30,6 +30,7 @@ CAMERA_FIELDS = (
     "reconnects",  # times the source was reopened after a loss     (capture)
     "triggers",  # event triggers fired (manual, cron, serial)   (dispatcher)
     "trigger_noise",  # serial lines that were not a trigger        (serial trigger process)
+    "superseded",  # live frames replaced by a newer one before capture took them (capture)
 )
 HEALTH = ("offline", "online", "reconnecting", "ended")
 CAM = {name: i for i, name in enumerate(CAMERA_FIELDS)}

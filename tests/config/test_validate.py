@@ -836,3 +836,11 @@ def test_cli_all_valid_files_exit_zero(tmp_path: Path) -> None:
         "a.yaml: OK (1 camera(s), 0 tool(s), 2 worker(s))",
         "b.yaml: OK (2 camera(s), 0 tool(s), 1 worker(s))",
     ]
+
+
+def test_rtsp_password_needs_a_user_name() -> None:
+    text = "cameras: [{source: {type: rtsp, vendor: hikvision, host: h, password_env: CAM_PW}}]\n"
+    assert issues_of(text) == [
+        ("cameras[0].source.user", "required with password_env (a password needs a user name)", 1)
+    ]
+    load_pipeline_text("cameras: [{source: {type: rtsp, url: 'rtsp://op@h/live', password_env: CAM_PW}}]\n")
