@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import platform
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +37,18 @@ def run_bench(suites: list[str], json_path: str | None = None, quick: bool = Fal
         path.write_text(json.dumps(results, indent=2))
         print(f"results written to {path}")
     return 0
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one), for the machine line of a suite."""
+    try:
+        with Path("/proc/cpuinfo").open() as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def suite_main(

@@ -46,6 +46,7 @@ import numba
 import numpy as np
 import psutil
 
+from bench.runner import cpu_model
 from lens.capture.sources.synthetic import SyntheticScene
 from lens.config.models import InspectionConfig
 from lens.inspect.runner import ToolChain
@@ -664,12 +665,7 @@ def _jit(quick: bool) -> dict[str, Any]:
 
 
 def _machine(threads_before: int) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with Path("/proc/cpuinfo").open() as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
             "numba": numba.__version__, "opencv": cv2.__version__, "opencv_threads": 1,
             "opencv_threads_default": threads_before}  # fmt: skip

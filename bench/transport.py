@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from bench.runner import cpu_model
 from lens.engine.ring import Ring, RingGeometry
 from lens.engine.shm import new_run_prefix
 
@@ -399,12 +400,7 @@ def _memcpy(shape: tuple[int, ...], reps: int) -> dict[str, float]:
 
 
 def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with Path("/proc/cpuinfo").open() as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

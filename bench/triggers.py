@@ -39,6 +39,7 @@ import numpy as np
 import serial
 import zmq
 
+from bench.runner import cpu_model
 from lens.config.load import load_pipeline, validate_data
 from lens.config.models import PipelineConfig
 from lens.engine.bus import unpack
@@ -265,12 +266,7 @@ def _phase(engine: _Engine, rate: int, seconds: float) -> dict[str, Any]:
 
 
 def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with Path("/proc/cpuinfo").open() as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
