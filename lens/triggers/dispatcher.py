@@ -19,55 +19,25 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import zmq
-from pydantic import ValidationError
 
-from lens.config.load import issues_from
-from lens.config.models import CameraConfig, InspectionConfig
 from lens.engine import msgs
 from lens.engine.bus import Publisher, event_topic, pack, result_topic, unpack
-from lens.engine.envelope import LENS_OVERRUN, LENS_WORKER_CRASHED, Job, error_envelope, event_envelope
+from lens.engine.envelope import LENS_WORKER_CRASHED, Job, error_envelope, event_envelope
 from lens.engine.process import LensProcess, RunContext, SetupError
 from lens.engine.ring import Ring
 from lens.engine.stats import CAM, RUN, Stats, ToolStats
-from lens.triggers.events import EventTriggers, Failure, Fired, Frame
+from lens.triggers.camera import EVENT_TRIGGERS, CameraState, Pending
+from lens.triggers.event_dispatch import MODE, EventDispatch
+from lens.triggers.events import EventTriggers
+from lens.triggers.reload import InspectionReload
 
 log = logging.getLogger("lens.dispatcher")
-MODE = "RUN"
 
 
-Pending = Frame  # a frame announced by a capture, waiting for a worker
-EVENT_TRIGGERS = ("manual", "cron", "serial")
-
-
-@dataclass
-class CameraState:
-    index: int
-    config: CameraConfig
-    row: object  # the camera's counter row (numpy int64 view)
-    identity: bytes = b""
-    ring: Ring | None = None
-    paced: bool = False
-    window: int = 1  # paced: frames the capture may produce ahead
-    granted: int = 0  # paced: credits given and not yet turned into frames
-    pending: deque[Pending] = field(default_factory=deque)
-    last_accept: float = 0.0
-    eos: bool = False
-    events: EventTriggers | None = None  # manual, cron, serial: one result per trigger
-    cron: Any = None  # croniter of a cron trigger
-    next_fire: float = float("inf")  # epoch s of the next cron tick
-    motion: Any = None  # MotionDetector of a motion trigger
-
-    @property
-    def interval_s(self) -> float:
-        return getattr(self.config.trigger, "interval_ms", 0.0) / 1000.0
-
-
-class Dispatcher(LensProcess):
+class Dispatcher(EventDispatch, InspectionReload, LensProcess):
     role = "dispatcher"
 
     def __init__(self, ctx: RunContext) -> None:
@@ -363,110 +333,6 @@ class Dispatcher(LensProcess):
             )
             self._finish(lost, msgs.ERROR, pack(env))
 
-    def _dispatch_triggered(self) -> None:
-        """Frames held for event triggers go first, one camera after another."""
-        while self.idle:
-            cams = [c for c in self.cams if c.events is not None and c.events.ready]
-            if not cams:
-                return
-            for cam in cams:
-                if not self.idle:
-                    return
-                assert cam.events is not None and cam.ring is not None
-                item = cam.events.next_ready()
-                if item is None:
-                    continue
-                fired, frame = item
-                job = Job(fired.result_id, cam.index, cam.config.id, cam.ring.name, frame.slot, frame.seq,
-                          frame.frame_id, frame.captured_at, fired.source, fired.at, self.version,
-                          fired.trigger_id)  # fmt: skip
-                worker = self.idle.popleft()
-                try:
-                    self.hub.send_multipart((worker, msgs.JOB, pack(job.to_wire())))
-                except zmq.ZMQError:  # the worker is gone: keep the frame for the next one
-                    cam.events.ready.appendleft(item)
-                    continue
-                self.busy[worker] = job
-
-    # -- event triggers -----------------------------------------------------------------------------
-
-    def _camera(self, ref: object) -> CameraState | None:
-        if isinstance(ref, int) and 0 <= ref < len(self.cams):
-            return self.cams[ref]
-        return next((c for c in self.cams if c.config.id == ref), None)
-
-    def _on_trigger(self, ident: bytes, body: dict, sock: zmq.Socket) -> None:
-        cam = self._camera(body.get("camera", 0))
-        if cam is None or cam.events is None:
-            if cam is None:
-                why = f"no camera {body.get('camera')!r}"
-            else:
-                kind = cam.config.trigger.type
-                why = f"camera {cam.config.id} has a {kind} trigger, not manual, cron or serial"
-            sock.send_multipart((ident, msgs.NACK, pack({"error": why})))
-            return
-        source = str(body.get("source", "manual"))
-        at = float(body.get("at") or time.time())
-        rid = self._fire(cam, str(body.get("id") or ""), source, at)
-        try:
-            sock.send_multipart((ident, msgs.ACK, pack({"result_id": rid})), zmq.NOBLOCK)
-        except zmq.ZMQError:  # the sender went away; its trigger is still answered on the bus
-            log.info("trigger %d: sender gone before the acknowledgement", rid)
-
-    def _fire(self, cam: CameraState, trigger_id: str, source: str, at: float) -> int:
-        """Record one trigger; from here on it yields exactly one result (or error result)."""
-        assert cam.events is not None
-        self.run_row[RUN["results"]] += 1
-        rid = int(self.run_row[RUN["results"]])
-        cam.row[CAM["triggers"]] += 1
-        fired = Fired(
-            rid, trigger_id or f"{source}-{rid}", source, at, time.monotonic() + cam.events.timeout_s
-        )
-        cam.events.fire(fired)
-        self._request_frames(cam)  # a file or synthetic source produces the frame for this trigger now
-        return rid
-
-    def _request_frames(self, cam: CameraState) -> None:
-        """Paced event camera: a frame produced now is the first after every waiting trigger, so one
-        outstanding request serves them all; made only while the ring has room next to the frames held
-        for triggers and in inspection (else when a slot frees up)."""
-        if not cam.paced or cam.events is None or cam.ring is None or not cam.identity:
-            return
-        if not cam.events.waiting or cam.granted > 0:
-            return
-        in_flight = len({(j.slot, j.seq) for j in self.busy.values() if j.camera_index == cam.index})
-        if cam.ring.geometry.slots - 3 - cam.events.held() - in_flight > 0:
-            self._grant(cam, 1)
-
-    def _fire_cron(self) -> None:
-        now = time.time()
-        for cam in self.cams:
-            while cam.cron is not None and cam.next_fire <= now:
-                self._fire(cam, "", "cron", cam.next_fire)  # stamped with its tick, not with now
-                cam.next_fire = cam.cron.get_next(float)
-
-    def _expire_triggers(self) -> None:
-        now = time.monotonic()
-        for cam in self.cams:
-            if cam.events is not None and (cam.events.waiting or cam.events.ready):
-                online = int(cam.row[CAM["health"]]) == 1 or cam.paced
-                for failure in cam.events.expired(now, online):
-                    self._answer_failure(cam, failure)
-
-    def _answer_failure(self, cam: CameraState, failure: Failure) -> None:
-        """An error result for a trigger that could not be served, published in its turn."""
-        fired, frame = failure.fired, failure.frame
-        if frame is not None and cam.ring is not None:
-            cam.ring.unpin(frame.slot)
-        frame_id, captured_at = (frame.frame_id, frame.captured_at) if frame else (-1, 0.0)
-        ring = cam.ring.name if cam.ring else ""
-        job = Job(fired.result_id, cam.index, cam.config.id, ring, -1, 0, frame_id, captured_at, fired.source,
-                  fired.at, self.version, fired.trigger_id)  # fmt: skip
-        env = error_envelope(self.machine_id, job, MODE, failure.code, failure.message)
-        self._count(cam, msgs.OVERRUN if failure.code == LENS_OVERRUN else msgs.ERROR)
-        self._publish_result(cam, job, msgs.ERROR, pack(env))
-        self._request_frames(cam)
-
     def _on_ready(self, ident: bytes) -> None:
         self._answer_lost_job(ident)  # restarted before the supervisor's notice reached us
         self.known_workers.add(ident)
@@ -517,49 +383,6 @@ class Dispatcher(LensProcess):
             return
         for _, ready in cam.events.complete(job.result_id, outcome, payload):  # in trigger order
             self.pub.publish(result_topic(job.camera), ready)
-
-    # -- hot reload ---------------------------------------------------------------------------------
-
-    def _load_inspection(self) -> None:
-        """The config in force: the last reloaded one (after a dispatcher restart), else the pipeline's."""
-        path = self.ctx.inspection_path
-        if path.exists():
-            version, text = unpack(path.read_bytes())
-            self.version, self.inspection_json = int(version), str(text)
-        else:
-            self.version = 1
-            self.inspection_json = self.ctx.config.inspection.model_dump_json()
-        self.run_row[RUN["inspection_version"]] = self.version
-        if self.toolstats.snapshot()["version"] != self.version:
-            tools = InspectionConfig.model_validate_json(self.inspection_json).tools
-            self.toolstats.reset(self.version, [t.name for t in tools])
-
-    def _on_reload(self, ident: bytes, data: bytes, sock: zmq.Socket) -> None:
-        """Replace the inspection config: jobs handed out from now on use the new version; every
-        worker gets it before its next job (messages to a worker arrive in order)."""
-        try:
-            cfg = InspectionConfig.model_validate_json(data)
-        except ValidationError as e:
-            issues = [f"{i.path}: {i.message}" for i in issues_from(e)]
-            sock.send_multipart((ident, msgs.NACK, pack({"error": "; ".join(issues), "issues": issues})))
-            return
-        if cfg.workers != self.workers:  # the number of processes changes only with a restart
-            cfg = cfg.model_copy(update={"workers": self.workers})
-        self.version += 1
-        self.inspection_json = cfg.model_dump_json()
-        tmp = self.ctx.inspection_path.with_suffix(".tmp")
-        tmp.write_bytes(pack([self.version, self.inspection_json]))
-        tmp.replace(self.ctx.inspection_path)
-        self.toolstats.reset(self.version, [t.name for t in cfg.tools])
-        self.run_row[RUN["inspection_version"]] = self.version
-        for worker in self.known_workers:
-            try:
-                self.hub.send_multipart((worker, msgs.CONFIG, pack([self.version, self.inspection_json])))
-            except zmq.ZMQError:  # gone: it gets the config with its READY when it is back
-                log.info("worker %s not connected; gets version %d with its READY", worker, self.version)
-        log.info("inspection config replaced: version %d (%d tools)", self.version, len(cfg.tools))
-        self._publish_event("inspection", {"version": self.version, "tools": [t.name for t in cfg.tools]})
-        sock.send_multipart((ident, msgs.ACK, pack({"version": self.version})))
 
     # -- events -------------------------------------------------------------------------------------
 
