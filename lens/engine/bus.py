@@ -31,6 +31,17 @@ def event_topic(kind: str) -> bytes:
     return f"event.{kind}".encode()
 
 
+def drain(sock: zmq.Socket) -> int:
+    """Receive and discard every message already waiting on `sock`; returns how many."""
+    n = 0
+    while True:
+        try:
+            sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return n
+        n += 1
+
+
 class Publisher:
     """Bound XPUB socket that never blocks; counts what it could not deliver."""
 
@@ -60,11 +71,7 @@ class Publisher:
 
     def drain_subscriptions(self) -> None:
         """Consume (un)subscribe notifications so they do not pile up."""
-        while True:
-            try:
-                self.sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        drain(self.sock)
 
     def close(self) -> None:
         self.sock.close(linger=0)

@@ -17,7 +17,7 @@ import serial
 import zmq
 
 from lens.engine import msgs
-from lens.engine.bus import pack
+from lens.engine.bus import drain, pack
 from lens.engine.process import LensProcess, RunContext
 from lens.engine.stats import CAM, Stats
 
@@ -68,7 +68,7 @@ class SerialTriggerProcess(LensProcess):
 
     def loop(self) -> None:
         while not self.stopping:
-            self._drain_acks()
+            drain(self.sock)  # the dispatcher acknowledges each trigger; nothing to do with it here
             if self.port is None:
                 if not self._open():
                     self.stop_event.wait(self.backoff)
@@ -122,14 +122,6 @@ class SerialTriggerProcess(LensProcess):
                 self.port.write((self.cfg.ack + "\n").encode())
             except (serial.SerialException, OSError) as e:
                 log.error("%s: ack not written: %s", self.camera, e)
-
-    def _drain_acks(self) -> None:
-        """The dispatcher acknowledges each trigger with its result id; nothing to do with it here."""
-        while True:
-            try:
-                self.sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
 
     def _close_port(self) -> None:
         if self.port is not None:
