@@ -60,14 +60,14 @@ def inspect_files(
     status = EXIT_OK
     for i, path in enumerate(images):
         taken = os.path.getmtime(path) if os.path.exists(path) else time.time()
-        job = Job(i + 1, 0, cam.id, "", 0, 0, i, taken, "file", taken, chain.version)
+        job = Job(i + 1, 0, cam.id, "", 0, 0, i, taken, "file", taken, chain.version, mode=MODE)
         image = cv2.imread(path, flag) if os.path.isfile(path) else None
         if image is None:
             why = "no such file" if not os.path.exists(path) else "not a readable image"
-            env = error_envelope(config.machine.id, job, MODE, LENS_INVALID_IMAGE, f"{path}: {why}")
+            env = error_envelope(config.machine.id, job, LENS_INVALID_IMAGE, f"{path}: {why}")
             status = EXIT_FAIL
         else:
-            outcome, env = inspect_frame(chain, config.machine.id, job, MODE, image)
+            outcome, env = inspect_frame(chain, config.machine.id, job, image)
             if outcome == msgs.ERROR:
                 status = EXIT_FAIL
         env["image"] = path

@@ -17,7 +17,7 @@ from lens.config.models import PipelineConfig
 _UNION_TAGS = {
     "synthetic", "folder", "video", "usb", "rtsp", "http", "continuous", "motion", "manual", "cron", "serial",
     "grayscale", "blur", "threshold", "morphology", "blob", "edge_detection", "locate",
-    "pattern_matching", "math", "custom", "rect", "circle", "ellipse",
+    "pattern_matching", "math", "custom", "rect", "circle", "ellipse", "url", "mqtt",
 }  # fmt: skip
 _PATH_PREFIX = re.compile(r"^((?:[A-Za-z_][A-Za-z0-9_]*|\[\d+\])(?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*): ")
 
@@ -113,14 +113,14 @@ def _message(err: Any) -> str:
 
 def _is_union_tag(loc: tuple[str | int, ...], i: int) -> bool:
     """True where loc[i] is the discriminator tag pydantic inserts after a tagged-union field:
-    after `source`, `trigger` or `roi`, or after a list index under `tools`."""
+    after `source`, `trigger` or `roi`, or after a list index under `tools` or `actions`."""
     part = loc[i]
     if not isinstance(part, str) or part not in _UNION_TAGS or i == 0:
         return False
     prev = loc[i - 1]
     if prev in ("source", "trigger", "roi"):
         return True
-    return isinstance(prev, int) and i >= 2 and loc[i - 2] == "tools"
+    return isinstance(prev, int) and i >= 2 and loc[i - 2] in ("tools", "actions")
 
 
 def issues_from(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[ConfigIssue]:

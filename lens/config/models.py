@@ -7,12 +7,14 @@ The same models validate the YAML file (`lens validate`) and, later, REST bodies
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, Tag, ValidationInfo, field_validator, model_validator
+from pydantic import Field, Tag, field_validator, model_validator
 
 from lens.config.base import IDENT, MACHINE_ID, Section, tagged_by
+from lens.config.control import ControlConfig
+from lens.config.outputs import ActionConfig, ImageLogOutput, MqttOutput, StoreOutput
+from lens.config.paths import resolve_path
 from lens.config.tools import ToolBase, ToolConfig, chain_problems, frame_problems
 
 # --- machine -------------------------------------------------------------------------------------
@@ -50,12 +52,6 @@ class SyntheticSource(Section):
         return self
 
 
-def _resolve(v: str, info: ValidationInfo) -> str:
-    """A relative path is relative to the pipeline file's folder (validation context `base_dir`)."""
-    base = (info.context or {}).get("base_dir")
-    return str((Path(base) / v).resolve()) if base is not None and not Path(v).is_absolute() else v
-
-
 class FolderSource(Section):
     type: Literal["folder"] = "folder"
     path: Annotated[str, Field(min_length=1, description="Directory of images (read in sorted order)")]
@@ -68,7 +64,7 @@ class FolderSource(Section):
         int, Field(ge=0, le=65536, description="Decoded images kept in memory for replay (MiB)")
     ] = 256
 
-    _path = field_validator("path")(_resolve)
+    _path = field_validator("path")(resolve_path)
 
 
 class VideoSource(Section):
@@ -79,7 +75,7 @@ class VideoSource(Section):
     width: Annotated[Dim | None, Field(description="Resize to this width; null = the file's")] = None
     height: Annotated[Dim | None, Field(description="Resize to this height; null = the file's")] = None
 
-    _path = field_validator("path")(_resolve)
+    _path = field_validator("path")(resolve_path)
 
 
 class UsbSource(Section):
@@ -301,6 +297,19 @@ class ZmqOutput(Section):
 
 class OutputsConfig(Section):
     zmq: Annotated[ZmqOutput, Field(description="Results bus")] = Field(default_factory=ZmqOutput)
+    store: Annotated[StoreOutput | None, Field(description="Result store (SQLite); null = off")] = None
+    image_log: Annotated[
+        ImageLogOutput | None, Field(description="JPEGs of inspections on disk; null = off")
+    ] = None
+    mqtt: Annotated[MqttOutput | None, Field(description="MQTT sink; null = off")] = None
+    actions: Annotated[
+        list[ActionConfig], Field(description="Result actions (reject gate, MQTT, URL)")
+    ] = Field(default_factory=list)
+
+    @property
+    def enabled(self) -> bool:
+        """True when the outputs process has work (store, image log, MQTT or an action)."""
+        return bool(self.store or self.image_log or self.mqtt or self.actions)
 
 
 # --- the pipeline --------------------------------------------------------------------------------
@@ -319,6 +328,9 @@ class PipelineConfig(Section):
     outputs: Annotated[OutputsConfig, Field(description="Where results go")] = Field(
         default_factory=OutputsConfig
     )
+    control: Annotated[
+        ControlConfig, Field(description="Control service (REST API, session lock, modes)")
+    ] = Field(default_factory=ControlConfig)
 
     @field_validator("cameras", mode="after")
     @classmethod

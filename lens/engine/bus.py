@@ -31,6 +31,10 @@ def event_topic(kind: str) -> bytes:
     return f"event.{kind}".encode()
 
 
+def image_topic(camera: str) -> bytes:
+    return f"image.{camera}".encode()
+
+
 def drain(sock: zmq.Socket) -> int:
     """Receive and discard every message already waiting on `sock`; returns how many."""
     n = 0
@@ -75,6 +79,43 @@ class Publisher:
 
     def close(self) -> None:
         self.sock.close(linger=0)
+
+
+class InternalBus:
+    """The run's internal copy of the bus (ipc, in the run folder) for lens's own consumers: the
+    control service and the outputs process. External subscribers cannot slow it down (no
+    XPUB_NODROP here), and every message carries a sequence number (third frame) so a consumer
+    counts what it missed instead of losing it silently."""
+
+    HWM = 200_000  # messages queued per consumer (a few seconds at full speed, even for a slow one)
+
+    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
+        self.sock = ctx.socket(zmq.PUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SNDHWM, self.HWM)
+        self.sock.bind(endpoint)
+        self.seq = 0
+
+    def publish(self, topic: bytes, payload: bytes | zmq.Frame) -> None:
+        self.seq += 1
+        self.sock.send_multipart((topic, payload, self.seq.to_bytes(8, "little")), copy=False)
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+class SeqGap:
+    """Counts messages an internal consumer missed (gaps in the sequence numbers)."""
+
+    def __init__(self) -> None:
+        self.last = 0
+        self.missed = 0
+
+    def see(self, seq_frame: bytes) -> None:
+        seq = int.from_bytes(seq_frame, "little")
+        if self.last and seq > self.last + 1:
+            self.missed += seq - self.last - 1
+        self.last = seq  # a smaller number: the dispatcher restarted and counts from 1 again
 
 
 class Subscriber:

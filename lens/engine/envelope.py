@@ -32,6 +32,8 @@ class Job:
     triggered_at: float
     inspection_version: int
     trigger_id: str = ""  # event triggers (manual, cron, serial): the trigger's own id
+    mode: str = "RUN"  # RUN or TEST: the mode the frame was dispatched in (carried by its result)
+    image: bool = False  # the dispatcher wants this result's JPEG (TEST mode, or a periodic sample)
 
     def to_wire(self) -> list[Any]:
         return [
@@ -47,6 +49,8 @@ class Job:
             self.triggered_at,
             self.inspection_version,
             self.trigger_id,
+            self.mode,
+            self.image,
         ]
 
     @classmethod
@@ -88,8 +92,26 @@ def result_envelope(
     return env
 
 
-def error_envelope(machine_id: str, job: Job, mode: str, code: str, message: str) -> dict[str, Any]:
-    return result_envelope(machine_id, job, mode, False, {}, {"code": code, "message": message})
+def error_envelope(machine_id: str, job: Job, code: str, message: str) -> dict[str, Any]:
+    return result_envelope(machine_id, job, job.mode, False, {}, {"code": code, "message": message})
+
+
+IMAGE_TYPE = "inspection.image"
+
+
+def image_envelope(machine_id: str, job: Job, jpeg: bytes, width: int, height: int) -> dict[str, Any]:
+    """The JPEG of one result, published as `image.<camera>` just before the result itself."""
+    return {
+        "type": IMAGE_TYPE,
+        "machine_id": machine_id,
+        "camera": job.camera,
+        "result_id": job.result_id,
+        "frame_id": job.frame_id,
+        "captured_at": job.captured_at,
+        "width": width,
+        "height": height,
+        "jpeg": jpeg,
+    }
 
 
 def event_envelope(machine_id: str, kind: str, **fields: Any) -> dict[str, Any]:

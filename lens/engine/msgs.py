@@ -15,7 +15,10 @@ the public contract is the results bus (lens.engine.bus).
                      CONFIG [version, inspection config as JSON]  (hot reload; before any later JOB)
     client -> hub    RELOAD inspection config as JSON           (validated by the client first)
                      TRIGGER {camera (id or index), id?, at?, source?}  (an event trigger fires)
-    hub -> client    ACK    {version} | {result_id, trigger_id}  |  NACK {error}
+                     CONTROL {state?: stopped|running|maintenance, mode?: RUN|TEST}  (empty: ask)
+    hub -> client    ACK    {version} | {result_id, trigger_id} | {state, mode}  |  NACK {error, code?}
+    worker -> hub    RESULT ... may carry a third frame: the result's image envelope (msgpack),
+                     published as image.<camera> just before the result
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ RELOAD = b"L"
 ACK = b"A"
 NACK = b"N"
 TRIGGER = b"T"
+CONTROL = b"O"
 
 # RESULT outcome
 PASSED, FAILED, ERROR, OVERRUN = 0, 1, 2, 3

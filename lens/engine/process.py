@@ -38,6 +38,16 @@ class RunContext:
         return f"ipc://{Path(self.run_dir) / 'hub'}"
 
     @property
+    def internal_endpoint(self) -> str:
+        """The internal copy of the results bus (lens.engine.bus.InternalBus)."""
+        return f"ipc://{Path(self.run_dir) / 'bus'}"
+
+    @property
+    def supervisor_endpoint(self) -> str:
+        """The supervisor's command socket (process table, source restarts) for the control service."""
+        return f"ipc://{Path(self.run_dir) / 'sup'}"
+
+    @property
     def stats_name(self) -> str:
         return f"{self.prefix}_stats"
 

@@ -31,6 +31,7 @@ CAMERA_FIELDS = (
     "triggers",  # event triggers fired (manual, cron, serial)   (dispatcher)
     "trigger_noise",  # serial lines that were not a trigger        (serial trigger process)
     "superseded",  # live frames replaced by a newer one before capture took them (capture)
+    "skipped_stopped",  # arrived (or triggered) while the run was stopped      (dispatcher)
 )
 HEALTH = ("offline", "online", "reconnecting", "ended")
 CAM = {name: i for i, name in enumerate(CAMERA_FIELDS)}
@@ -43,10 +44,14 @@ RUN_FIELDS = (
     "worker_lost_jobs",  # jobs lost with a crashed worker, answered with an error result
     "sources_done",  # 1 once every (finite) source has ended and every frame is answered
     "inspection_version",  # version of the inspection config in force (hot reload increments it)
+    "state",  # gauge: 1 + index in STATES; 0 = not set yet (the dispatcher sets it at start)
+    "mode",  # gauge: 1 + index in MODES; 0 = not set yet
 )
+STATES = ("stopped", "running", "maintenance")  # the engine's; `error` is derived by the control service
+MODES = ("RUN", "TEST")
 RUN = {name: i for i, name in enumerate(RUN_FIELDS)}
 MAX_CAMERAS = 16
-_ROW = 16  # ints reserved per camera row
+_ROW = 32  # ints reserved per camera row
 
 
 class Stats:

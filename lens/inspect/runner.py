@@ -57,16 +57,17 @@ class ToolChain:
 
 
 def inspect_frame(
-    chain: ToolChain, machine_id: str, job: Job, mode: str, frame: np.ndarray
+    chain: ToolChain, machine_id: str, job: Job, frame: np.ndarray
 ) -> tuple[int, dict[str, Any]]:
-    """Run the chain on one frame and build its envelope: (outcome, envelope). Never raises for a
-    tool's failure: a tool that cannot run gives an error result naming it (LENS_INSPECTION_ERROR)."""
+    """Run the chain on one frame and build its envelope (in the job's mode): (outcome, envelope).
+    Never raises for a tool's failure: a tool that cannot run gives an error result naming it
+    (LENS_INSPECTION_ERROR)."""
     try:
         tools, passed = chain.run(frame)
     except ToolError as e:
-        return msgs.ERROR, error_envelope(machine_id, job, mode, LENS_INSPECTION_ERROR, str(e))
+        return msgs.ERROR, error_envelope(machine_id, job, LENS_INSPECTION_ERROR, str(e))
     except Exception as e:  # a bug in a tool must cost one result, not the worker
         log.exception("tool chain failed on frame %s of %s", job.frame_id, job.camera)
         message = f"internal error in the tool chain: {type(e).__name__}: {e}"
-        return msgs.ERROR, error_envelope(machine_id, job, mode, LENS_INSPECTION_ERROR, message)
-    return (msgs.PASSED if passed else msgs.FAILED), result_envelope(machine_id, job, mode, passed, tools)
+        return msgs.ERROR, error_envelope(machine_id, job, LENS_INSPECTION_ERROR, message)
+    return (msgs.PASSED if passed else msgs.FAILED), result_envelope(machine_id, job, job.mode, passed, tools)

@@ -1,5 +1,7 @@
 """Inspection worker: takes a job, reads the frame in place from the ring, runs the tool chain,
-and sends the result envelope back to the dispatcher.
+and sends the result envelope back to the dispatcher, with the frame's JPEG when it is wanted:
+the dispatcher asked for it (TEST mode, periodic samples), or the image policy of the control
+log or of the image log keeps this outcome (`all`, or `failed`: fail and error results).
 
 The frame is used only while its slot's sequence number is unchanged; if it changed (the frame was
 overwritten), the result is discarded and an error result (LENS_OVERRUN) is sent instead.
@@ -10,18 +12,28 @@ from __future__ import annotations
 import logging
 import time
 
+import cv2
+import numpy as np
 import zmq
 
-from lens.config.models import InspectionConfig
+from lens.config.models import InspectionConfig, PipelineConfig
 from lens.engine import msgs
 from lens.engine.bus import pack, unpack
-from lens.engine.envelope import LENS_INSPECTION_ERROR, LENS_OVERRUN, Job, error_envelope
+from lens.engine.envelope import LENS_INSPECTION_ERROR, LENS_OVERRUN, Job, error_envelope, image_envelope
 from lens.engine.process import LensProcess, RunContext
 from lens.engine.ring import Ring
 from lens.inspect.runner import ToolChain, inspect_frame
 
 log = logging.getLogger("lens.worker")
-MODE = "RUN"
+_POLICY_RANK = {"none": 0, "failed": 1, "all": 2}
+
+
+def image_policy(config: PipelineConfig) -> str:
+    """The widest of the control log's and the image log's image policies (all > failed > none)."""
+    policies = [config.control.log.images if config.control.enabled else "none"]
+    if config.outputs.image_log is not None:
+        policies.append(config.outputs.image_log.keep)
+    return max(policies, key=_POLICY_RANK.__getitem__)
 
 
 class Inspector:
@@ -32,8 +44,17 @@ class Inspector:
 
     KEEP_VERSIONS = 3
 
-    def __init__(self, machine_id: str, chain: ToolChain) -> None:
+    def __init__(
+        self,
+        machine_id: str,
+        chain: ToolChain,
+        policy: str = "none",
+        jpeg_quality: dict[str, int] | None = None,
+    ) -> None:
         self.machine_id = machine_id
+        self.policy = policy
+        self.jpeg_quality = jpeg_quality or {}
+        self.last_image: bytes | None = None  # msgpack image envelope of the last job, if one was made
         self.chains: dict[int, ToolChain] = {chain.version: chain}
         self.rings: dict[str, Ring] = {}
         self.last_timings: list[float] = []
@@ -56,23 +77,38 @@ class Inspector:
         return ring
 
     def inspect(self, job: Job) -> tuple[int, bytes]:
-        """Run one job; returns (outcome, msgpack envelope)."""
+        """Run one job; returns (outcome, msgpack envelope). `last_image` is then its JPEG's
+        envelope (msgpack) when one is wanted, else None."""
+        self.last_image = None
         ring = self.ring(job.ring)
         if not ring.valid(job.slot, job.seq):
             return self._overrun(job, "before")
         chain = self.chains.get(job.inspection_version)
         if chain is None:
             msg = f"inspection config version {job.inspection_version} is not loaded in this worker"
-            return msgs.ERROR, pack(error_envelope(self.machine_id, job, MODE, LENS_INSPECTION_ERROR, msg))
-        outcome, env = inspect_frame(chain, self.machine_id, job, MODE, ring.view(job.slot))
+            return msgs.ERROR, pack(error_envelope(self.machine_id, job, LENS_INSPECTION_ERROR, msg))
+        frame = ring.view(job.slot)
+        outcome, env = inspect_frame(chain, self.machine_id, job, frame)
         self.last_timings = [t["elapsed_us"] for t in env["tools"].values()]
+        if job.image or self.policy == "all" or (self.policy == "failed" and outcome != msgs.PASSED):
+            self.last_image = self._jpeg(job, frame)
         if not ring.valid(job.slot, job.seq):  # whatever the tools said, the pixels were not one frame
+            self.last_image = None
             return self._overrun(job, "while")
         return outcome, pack(env)
 
+    def _jpeg(self, job: Job, frame: np.ndarray) -> bytes | None:
+        quality = self.jpeg_quality.get(job.camera, 80)
+        ok, buf = cv2.imencode(".jpg", frame, (cv2.IMWRITE_JPEG_QUALITY, quality))
+        if not ok:
+            log.error("JPEG encoding failed for result %d (%s)", job.result_id, job.camera)
+            return None
+        h, w = frame.shape[:2]
+        return pack(image_envelope(self.machine_id, job, buf.tobytes(), w, h))
+
     def _overrun(self, job: Job, when: str) -> tuple[int, bytes]:
         msg = f"frame {job.frame_id} of {job.camera} was overwritten {when} it was inspected"
-        return msgs.OVERRUN, pack(error_envelope(self.machine_id, job, MODE, LENS_OVERRUN, msg))
+        return msgs.OVERRUN, pack(error_envelope(self.machine_id, job, LENS_OVERRUN, msg))
 
     def close(self) -> None:
         for ring in self.rings.values():
@@ -88,8 +124,6 @@ class WorkerProcess(LensProcess):
         self.index = index
 
     def setup(self) -> None:
-        import cv2
-
         from native_tools import warmup
 
         # parallelism comes from worker processes (one per core); OpenCV's own thread pool in every
@@ -99,7 +133,9 @@ class WorkerProcess(LensProcess):
         warmup()  # from the on-disk cache: ~1 s; cold: compiles once for every process after
         log.debug("kernels ready in %.2f s", time.perf_counter() - t0)
         cfg = self.ctx.config
-        self.inspector = Inspector(cfg.machine.id, ToolChain(cfg.inspection, version=1))
+        quality = {c.id: c.capture.jpeg_quality for c in cfg.cameras}
+        chain = ToolChain(cfg.inspection, version=1)
+        self.inspector = Inspector(cfg.machine.id, chain, image_policy(cfg), quality)
         self.zctx = zmq.Context()
         self.sock = self.zctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -128,7 +164,9 @@ class WorkerProcess(LensProcess):
             outcome, payload = self.inspector.inspect(job)
             timings = self.inspector.last_timings if outcome in (msgs.PASSED, msgs.FAILED) else []
             meta = pack([job.result_id, job.camera_index, outcome, job.inspection_version, timings])
-            sock.send_multipart((msgs.RESULT, meta, payload))
+            image = self.inspector.last_image
+            parts = (msgs.RESULT, meta, payload) if image is None else (msgs.RESULT, meta, payload, image)
+            sock.send_multipart(parts)
 
     def teardown(self) -> None:
         if hasattr(self, "inspector"):

@@ -31,7 +31,10 @@ class CameraState:
     cron: Any = None  # croniter of a cron trigger
     next_fire: float = float("inf")  # epoch s of the next cron tick
     motion: Any = None  # MotionDetector of a motion trigger
+    pace_s: float = 0.0  # TEST mode: least time between two inspections (1 / control.test_rate_hz)
+    image_due: float = 0.0  # monotonic time the next periodic JPEG sample is due
 
     @property
     def interval_s(self) -> float:
-        return getattr(self.config.trigger, "interval_ms", 0.0) / 1000.0
+        """Least time between two inspections: the trigger's interval, or TEST mode's pace if longer."""
+        return max(getattr(self.config.trigger, "interval_ms", 0.0) / 1000.0, self.pace_s)

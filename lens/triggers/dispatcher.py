@@ -24,20 +24,21 @@ from pathlib import Path
 import zmq
 
 from lens.engine import msgs
-from lens.engine.bus import Publisher, event_topic, pack, result_topic, unpack
+from lens.engine.bus import InternalBus, Publisher, event_topic, image_topic, pack, result_topic, unpack
 from lens.engine.envelope import LENS_WORKER_CRASHED, Job, error_envelope, event_envelope
 from lens.engine.process import LensProcess, RunContext, SetupError
 from lens.engine.ring import Ring
 from lens.engine.stats import CAM, RUN, Stats, ToolStats
 from lens.triggers.camera import EVENT_TRIGGERS, CameraState, Pending
-from lens.triggers.event_dispatch import MODE, EventDispatch
+from lens.triggers.event_dispatch import EventDispatch
 from lens.triggers.events import EventTriggers
 from lens.triggers.reload import InspectionReload
+from lens.triggers.runstate import RunState
 
 log = logging.getLogger("lens.dispatcher")
 
 
-class Dispatcher(EventDispatch, InspectionReload, LensProcess):
+class Dispatcher(EventDispatch, InspectionReload, RunState, LensProcess):
     role = "dispatcher"
 
     def __init__(self, ctx: RunContext) -> None:
@@ -61,6 +62,8 @@ class Dispatcher(EventDispatch, InspectionReload, LensProcess):
             self.pub = Publisher(self.zctx, cfg.outputs.zmq.bind, cfg.outputs.zmq.hwm)
         except zmq.ZMQError as e:
             raise SetupError(f"cannot bind the results bus at {cfg.outputs.zmq.bind}: {e}") from None
+        Path(self.ctx.internal_endpoint.removeprefix("ipc://")).unlink(missing_ok=True)
+        self.internal = InternalBus(self.zctx, self.ctx.internal_endpoint)
         self.command = self.zctx.socket(zmq.ROUTER)  # manual triggers and reloads from outside
         self.command.setsockopt(zmq.LINGER, 0)
         try:
@@ -92,6 +95,7 @@ class Dispatcher(EventDispatch, InspectionReload, LensProcess):
         self.busy: dict[bytes, Job] = {}
         self.credit_due: list[tuple[float, int]] = []  # (when, camera index)
         self.rr = 0  # round-robin start over cameras
+        self._init_runstate()
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -140,7 +144,7 @@ class Dispatcher(EventDispatch, InspectionReload, LensProcess):
         if kind == msgs.FRAME:
             self._on_frame(*unpack(frames[2]))
         elif kind == msgs.RESULT:
-            self._on_result(ident, unpack(frames[2]), frames[3])
+            self._on_result(ident, unpack(frames[2]), frames[3], frames[4] if len(frames) > 4 else None)
         elif kind == msgs.READY:
             self._on_ready(ident)
         elif kind == msgs.HELLO:
@@ -151,6 +155,8 @@ class Dispatcher(EventDispatch, InspectionReload, LensProcess):
             self._on_reload(ident, bytes(frames[2]), sock)
         elif kind == msgs.TRIGGER:
             self._on_trigger(ident, unpack(frames[2]), sock)
+        elif kind == msgs.CONTROL:
+            self._on_control(ident, unpack(frames[2]) if len(frames) > 2 else {}, sock)
         elif kind == msgs.EVENT:
             event_kind, fields = bytes(frames[2]).decode(), unpack(frames[3].bytes)
             if event_kind == "process" and fields.get("state") == "exited":
@@ -179,11 +185,10 @@ class Dispatcher(EventDispatch, InspectionReload, LensProcess):
             cam.granted = 0
             self._request_frames(cam)
         elif paced:
-            # With an interval, one frame per interval; else enough to keep every worker fed.
-            slots = cam.ring.geometry.slots
-            cam.window = 1 if cam.interval_s > 0 else max(1, min(self.workers + 1, slots - self.workers - 2))
+            cam.window = self._window(cam)
             cam.granted = 0
-            self._grant(cam, cam.window)
+            if self.running:
+                self._grant(cam, cam.window)
 
     def _grant(self, cam: CameraState, n: int) -> None:
         try:
@@ -207,6 +212,8 @@ class Dispatcher(EventDispatch, InspectionReload, LensProcess):
         """A paced camera's frame has been dealt with: let it produce the next one (at the interval)."""
         if not cam.paced or cam.eos or cam.events is not None:  # event cameras: one credit per trigger
             return
+        if not self.running:  # stopped: the source produces nothing more until run/start
+            return
         if cam.interval_s > 0:
             self.credit_due.append((time.monotonic() + cam.interval_s, cam.index))
         else:
@@ -228,6 +235,9 @@ class Dispatcher(EventDispatch, InspectionReload, LensProcess):
             return
         if cam.paced:
             cam.granted -= 1
+        if not self.running:
+            cam.row[CAM["skipped_stopped"]] += 1
+            return
         if cam.motion is not None and not self._moved(cam, frame):
             self._credit_back(cam)
             return
@@ -299,6 +309,8 @@ class Dispatcher(EventDispatch, InspectionReload, LensProcess):
                 cam.config.trigger.type,
                 frame.captured_at,
                 self.version,
+                mode=self.mode,
+                image=self._wants_image(cam),
             )
             cam.last_accept = frame.captured_at
             worker = self.idle.popleft()
@@ -327,7 +339,6 @@ class Dispatcher(EventDispatch, InspectionReload, LensProcess):
             env = error_envelope(
                 self.machine_id,
                 lost,
-                MODE,
                 LENS_WORKER_CRASHED,
                 f"worker {ident.decode()} stopped while inspecting frame {lost.frame_id}",
             )
@@ -341,7 +352,7 @@ class Dispatcher(EventDispatch, InspectionReload, LensProcess):
         if ident not in self.idle:
             self.idle.append(ident)
 
-    def _on_result(self, ident: bytes, meta: list, payload: zmq.Frame) -> None:
+    def _on_result(self, ident: bytes, meta: list, payload: zmq.Frame, image: zmq.Frame | None) -> None:
         result_id, _index, outcome, version, timings = meta
         self.toolstats.add(version, timings)
         job = self.busy.pop(ident, None)
@@ -350,6 +361,8 @@ class Dispatcher(EventDispatch, InspectionReload, LensProcess):
             if job is not None:
                 self.busy[ident] = job
             return
+        if image is not None:  # published first: a consumer has the image when the result arrives
+            self._emit(image_topic(job.camera), image)
         self._finish(job, outcome, payload)
         self.idle.append(ident)
 
@@ -379,21 +392,28 @@ class Dispatcher(EventDispatch, InspectionReload, LensProcess):
 
     def _publish_result(self, cam: CameraState, job: Job, outcome: int, payload: bytes | zmq.Frame) -> None:
         if cam.events is None:
-            self.pub.publish(result_topic(job.camera), payload)
+            self._emit(result_topic(job.camera), payload)
             return
         for _, ready in cam.events.complete(job.result_id, outcome, payload):  # in trigger order
-            self.pub.publish(result_topic(job.camera), ready)
+            self._emit(result_topic(job.camera), ready)
 
     # -- events -------------------------------------------------------------------------------------
 
     def _publish_event(self, kind: str, fields: dict) -> None:
-        self.pub.publish(event_topic(kind), pack(event_envelope(self.machine_id, kind, **fields)))
+        self._emit(event_topic(kind), pack(event_envelope(self.machine_id, kind, **fields)))
+
+    def _emit(self, topic: bytes, payload: bytes | zmq.Frame) -> None:
+        """To lens's own consumers (internal bus) and to the world (results bus)."""
+        self.internal.publish(topic, payload)
+        self.pub.publish(topic, payload)
 
     def teardown(self) -> None:
         for ring in getattr(self, "rings", {}).values():
             ring.close()
         if hasattr(self, "pub"):
             self.pub.close()
+        if hasattr(self, "internal"):
+            self.internal.close()
         if hasattr(self, "hub"):
             self.hub.close(linger=0)
         if hasattr(self, "command"):

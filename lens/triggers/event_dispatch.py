@@ -19,7 +19,6 @@ from lens.triggers.camera import CameraState
 from lens.triggers.events import Failure, Fired
 
 log = logging.getLogger("lens.dispatcher")
-MODE = "RUN"
 
 
 class EventDispatch:
@@ -31,10 +30,14 @@ class EventDispatch:
     run_row: Any
     version: int
     machine_id: str
+    mode: str
+    running: bool
 
     def _grant(self, cam: CameraState, n: int) -> None: ...
     def _count(self, cam: CameraState, outcome: int) -> None: ...
     def _publish_result(self, cam: CameraState, job: Job, outcome: int, payload: Any) -> None: ...
+    def _wants_image(self, cam: CameraState) -> bool: ...
+    def _refuse_stopped(self, cam: CameraState) -> str: ...
 
     def _dispatch_triggered(self) -> None:
         """Frames held for event triggers go first, one camera after another."""
@@ -52,7 +55,7 @@ class EventDispatch:
                 fired, frame = item
                 job = Job(fired.result_id, cam.index, cam.config.id, cam.ring.name, frame.slot, frame.seq,
                           frame.frame_id, frame.captured_at, fired.source, fired.at, self.version,
-                          fired.trigger_id)  # fmt: skip
+                          fired.trigger_id, self.mode, self._wants_image(cam))  # fmt: skip
                 worker = self.idle.popleft()
                 try:
                     self.hub.send_multipart((worker, msgs.JOB, pack(job.to_wire())))
@@ -77,6 +80,10 @@ class EventDispatch:
                 kind = cam.config.trigger.type
                 why = f"camera {cam.config.id} has a {kind} trigger, not manual, cron or serial"
             sock.send_multipart((ident, msgs.NACK, pack({"error": why})))
+            return
+        if not self.running:
+            why = self._refuse_stopped(cam)
+            sock.send_multipart((ident, msgs.NACK, pack({"error": why, "code": "LENS_INVALID_STATE"})))
             return
         source = str(body.get("source", "manual"))
         at = float(body.get("at") or time.time())
@@ -115,7 +122,10 @@ class EventDispatch:
         now = time.time()
         for cam in self.cams:
             while cam.cron is not None and cam.next_fire <= now:
-                self._fire(cam, "", "cron", cam.next_fire)  # stamped with its tick, not with now
+                if self.running:
+                    self._fire(cam, "", "cron", cam.next_fire)  # stamped with its tick, not with now
+                else:
+                    self._refuse_stopped(cam)
                 cam.next_fire = cam.cron.get_next(float)
 
     def _expire_triggers(self) -> None:
@@ -134,8 +144,8 @@ class EventDispatch:
         frame_id, captured_at = (frame.frame_id, frame.captured_at) if frame else (-1, 0.0)
         ring = cam.ring.name if cam.ring else ""
         job = Job(fired.result_id, cam.index, cam.config.id, ring, -1, 0, frame_id, captured_at, fired.source,
-                  fired.at, self.version, fired.trigger_id)  # fmt: skip
-        env = error_envelope(self.machine_id, job, MODE, failure.code, failure.message)
+                  fired.at, self.version, fired.trigger_id, self.mode)  # fmt: skip
+        env = error_envelope(self.machine_id, job, failure.code, failure.message)
         self._count(cam, msgs.OVERRUN if failure.code == LENS_OVERRUN else msgs.ERROR)
         self._publish_result(cam, job, msgs.ERROR, pack(env))
         self._request_frames(cam)

@@ -33,7 +33,7 @@ def test_every_verdict_matches_the_scene() -> None:
         frame = scene.frame(n)
         truth = scene.truth(n)
         job = Job(n + 1, 0, "cam0", "", 0, 0, n, 0.0, "continuous", 0.0, 1)
-        outcome, env = inspect_frame(chain, cfg.machine.id, job, "RUN", frame)
+        outcome, env = inspect_frame(chain, cfg.machine.id, job, frame)
         assert outcome != msgs.ERROR, env.get("error")
         assert env["pass"] == truth["good"], (
             n,

@@ -713,7 +713,7 @@ def test_locate_without_an_edge_fails_the_result_but_is_not_an_error() -> None:
         "measures": {"found": 0, "edges": 0},
     }
     assert tools["g"]["pass"] is True
-    outcome, env = inspect_frame(c, "vm_t", job(), "RUN", frame)
+    outcome, env = inspect_frame(c, "vm_t", job(), frame)
     assert outcome == msgs.FAILED and "error" not in env and env["pass"] is False
     assert env["tools"]["edge"]["value"] is None
     # an edge weaker than the threshold is no edge either
@@ -1042,7 +1042,7 @@ def test_custom_failures_are_errors_naming_the_tool(fn: str, message: str) -> No
     with pytest.raises(ToolError) as info:
         c.run(frame)
     assert str(info.value) == message
-    outcome, env = inspect_frame(c, "vm_t", job(), "RUN", frame)
+    outcome, env = inspect_frame(c, "vm_t", job(), frame)
     assert outcome == msgs.ERROR
     assert env["pass"] is False and env["tools"] == {}
     assert env["error"] == {"code": LENS_INSPECTION_ERROR, "message": message}
@@ -1125,7 +1125,7 @@ def test_math_over_a_value_locate_did_not_find_is_an_error_result(expr: str, ref
     with pytest.raises(ToolError) as info:
         c.run(frame)
     assert str(info.value) == message
-    outcome, env = inspect_frame(c, "vm_t", job(4), "RUN", frame)
+    outcome, env = inspect_frame(c, "vm_t", job(4), frame)
     assert outcome == msgs.ERROR
     assert (env["pass"], env["frame_id"], env["tools"]) == (False, 4, {})
     assert env["error"] == {"code": LENS_INSPECTION_ERROR, "message": message}
