@@ -81,6 +81,7 @@ def _config(port: str, bus: str, command: str) -> PipelineConfig:
         ],
         "inspection": {**demo.inspection.model_dump(mode="json"), "workers": WORKERS},
         "outputs": {"zmq": {"bind": bus, "command": command}},
+        "control": {"enabled": False},
     }
     cfg: PipelineConfig = validate_data(data, PipelineConfig, "bench.triggers")
     return cfg

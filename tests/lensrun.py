@@ -27,6 +27,8 @@ def free_port() -> int:
 
 
 def write_pipeline(path: Path, config: dict[str, Any]) -> Path:
+    """Write a test pipeline; without a `control` section the control service is off (engine tests)."""
+    config = {**config, "control": config.get("control", {"enabled": False})}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 

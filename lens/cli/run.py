@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from lens.config.load import ConfigError, format_issue, load_pipeline
@@ -66,7 +67,7 @@ def run(path: str, quiet: bool = False, duration: float = 0.0, out: TextIO = sys
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    sup = Supervisor(config)
+    sup = Supervisor(config, base_dir=str(Path(path).resolve().parent))
     live = out.isatty() and not quiet
     line = StatusLine()
     try:

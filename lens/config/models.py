@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, Tag, field_validator, model_validator
+from pydantic import Field, Tag, ValidationInfo, field_validator, model_validator
 
 from lens.config.base import IDENT, MACHINE_ID, Section, tagged_by
 from lens.config.control import ControlConfig
@@ -346,6 +346,19 @@ class PipelineConfig(Section):
         if problems:
             raise ValueError("\n".join(problems))
         return cameras
+
+    @model_validator(mode="after")
+    def _output_paths(self, info: ValidationInfo) -> PipelineConfig:
+        """Relative output paths (control.db, outputs.store.path, outputs.image_log.dir) are relative to
+        the pipeline file's folder, defaults included."""
+        if (info.context or {}).get("base_dir") is None:
+            return self
+        self.control.db = resolve_path(self.control.db, info)
+        if self.outputs.store is not None:
+            self.outputs.store.path = resolve_path(self.outputs.store.path, info)
+        if self.outputs.image_log is not None:
+            self.outputs.image_log.dir = resolve_path(self.outputs.image_log.dir, info)
+        return self
 
     @model_validator(mode="after")
     def _rois_fit_frames(self) -> PipelineConfig:

@@ -16,7 +16,7 @@ the public contract is the results bus (lens.engine.bus).
     client -> hub    RELOAD inspection config as JSON           (validated by the client first)
                      TRIGGER {camera (id or index), id?, at?, source?}  (an event trigger fires)
                      CONTROL {state?: stopped|running|maintenance, mode?: RUN|TEST}  (empty: ask)
-    hub -> client    ACK    {version} | {result_id, trigger_id} | {state, mode}  |  NACK {error, code?}
+    hub -> client    ACK    {version} | {result_id, trigger_id} | {state, mode, rings}  |  NACK {error, code?}
     worker -> hub    RESULT ... may carry a third frame: the result's image envelope (msgpack),
                      published as image.<camera> just before the result
 """

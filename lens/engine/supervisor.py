@@ -1,9 +1,12 @@
 """The supervisor: starts every process of a run, restarts the ones that crash, stops them all.
 
-Start order: dispatcher (binds the hub and the results bus), one worker alone (so a cold numba
+Start order: dispatcher (binds the hub and the results bus), the outputs process (store, image
+log, MQTT, actions) and the control service when configured, one worker alone (so a cold numba
 cache is compiled once, not by every worker at the same time), the other workers, the captures.
-Stop order: serial triggers, captures, workers, dispatcher; SIGTERM, then SIGKILL after a grace
-period. At exit every segment and socket file with the run's prefix is removed; at start, those of dead runs.
+Stop order: serial triggers, captures, workers, control, outputs, dispatcher; SIGTERM, then
+SIGKILL after a grace period. The control service asks the supervisor (its command socket, polled
+by `tick()`) for the process table and for planned restarts of the captures (run/restart).
+At exit every segment and socket file with the run's prefix is removed; at start, those of dead runs.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import zmq
 
 from lens.config.models import PipelineConfig
 from lens.engine import msgs, shm
-from lens.engine.bus import pack
+from lens.engine.bus import pack, unpack
 from lens.engine.process import LensProcess, RunContext
 from lens.engine.stats import RUN, Stats, ToolStats
 
@@ -46,16 +49,21 @@ class Slot:
 
 
 class Supervisor:
-    def __init__(self, config: PipelineConfig, log_level: int = logging.INFO) -> None:
+    def __init__(
+        self, config: PipelineConfig, log_level: int = logging.INFO, base_dir: str | None = None
+    ) -> None:
+        """`base_dir`: the pipeline file's folder (relative paths in REST bodies resolve against it)."""
         self.config = config
         prefix = shm.new_run_prefix()
-        self.ctx = RunContext(prefix, str(shm.run_dir(prefix)), os.getpid(), config, log_level)
+        extra = {"base_dir": base_dir} if base_dir else {}
+        self.ctx = RunContext(prefix, str(shm.run_dir(prefix)), os.getpid(), config, log_level, extra)
         self.slots: dict[str, Slot] = {}
         self.stats: Stats | None = None
         self.toolstats: ToolStats | None = None
         self.started_at = 0.0
         self.zctx: zmq.Context | None = None
         self.events: zmq.Socket | None = None
+        self.command: zmq.Socket | None = None
 
     # -- start --------------------------------------------------------------------------------------
 
@@ -79,6 +87,17 @@ class Supervisor:
             self.events.setsockopt(zmq.LINGER, 0)
             self.events.setsockopt(zmq.IDENTITY, b"sup")
             self.events.connect(self.ctx.hub_endpoint)
+            self.command = self.zctx.socket(zmq.ROUTER)
+            self.command.setsockopt(zmq.LINGER, 0)
+            self.command.bind(self.ctx.supervisor_endpoint)
+            if self.config.outputs.enabled:
+                from lens.outputs.process import OutputsProcess
+
+                self._spawn("outputs", lambda: OutputsProcess(self.ctx), wait=True)
+            if self.config.control.enabled:
+                from lens.control.process import ControlProcess
+
+                self._spawn("control", lambda: ControlProcess(self.ctx), wait=True)
             n = self.config.inspection.workers
             for i in range(n):
                 self._spawn(f"worker-{i}", lambda i=i: WorkerProcess(self.ctx, i), wait=(i == 0))
@@ -109,7 +128,9 @@ class Supervisor:
     # -- watch --------------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Restart crashed children (with backoff); call a few times a second."""
+        """Restart crashed children (with backoff) and answer the control service; call a few times
+        a second."""
+        self._serve_commands()
         now = time.monotonic()
         for name, slot in self.slots.items():
             proc = slot.proc
@@ -131,6 +152,66 @@ class Supervisor:
                 assert self.stats is not None
                 self.stats.run[RUN["restarts"]] += 1
                 self._event(name=name, state="restarted", restarts=slot.restarts, pid=slot.proc.pid)
+
+    def _serve_commands(self) -> None:
+        if self.command is None:
+            return
+        while True:
+            try:
+                ident, body = self.command.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:  # not (identity, body): not ours
+                continue
+            try:
+                request = unpack(body)
+                cmd = request.get("cmd") if isinstance(request, dict) else None
+                if cmd == "processes":
+                    answer: dict[str, Any] = {"processes": self.processes()}
+                elif cmd == "restart":
+                    answer = {"restarted": self.restart_group(str(request.get("group", "")))}
+                else:
+                    answer = {"error": f"unknown command {cmd!r}"}
+            except Exception as e:  # a bad request must not take the supervisor down
+                log.exception("supervisor command failed")
+                answer = {"error": f"{type(e).__name__}: {e}"}
+            self.command.send_multipart((ident, pack(answer)))
+
+    def processes(self) -> dict[str, dict[str, Any]]:
+        """Every process of the run: pid, alive, restarts (the supervisor itself included)."""
+        table: dict[str, dict[str, Any]] = {
+            "supervisor": {"pid": os.getpid(), "alive": True, "restarts": 0, "exit_code": None}
+        }
+        for name, s in self.slots.items():
+            alive = s.proc.is_alive()
+            table[name] = {
+                "pid": s.proc.pid,
+                "alive": alive,
+                "restarts": s.restarts,
+                "exit_code": None if alive else s.proc.exitcode,
+            }
+        return table
+
+    def restart_group(self, group: str) -> list[str]:
+        """Planned restart of every process whose name starts with `group` (e.g. `capture`: reopen
+        every source). Not counted as a crash restart; announced as `event.process`."""
+        if group not in ("capture", "serial", "worker"):
+            raise ValueError(f"group must be capture, serial or worker, not {group!r}")
+        names = [name for name in self.slots if name.startswith(group)]
+        for name in names:
+            slot = self.slots[name]
+            if slot.proc.is_alive():
+                slot.proc.terminate()
+                slot.proc.join(STOP_GRACE_S)
+                if slot.proc.is_alive():
+                    slot.proc.kill()
+                    slot.proc.join(2.0)
+            slot.proc.close()
+            slot.proc = slot.make()
+            slot.proc.start()
+            slot.next_start = 0.0
+            self._event(name=name, state="restarted", planned=True, pid=slot.proc.pid)
+        return names
 
     def _event(self, **fields: Any) -> None:
         """Publish an `event.process` on the results bus (through the dispatcher)."""
@@ -167,10 +248,13 @@ class Supervisor:
         if self.events is not None:
             self.events.close(linger=0)
             self.events = None
+        if self.command is not None:
+            self.command.close(linger=0)
+            self.command = None
         if self.zctx is not None:
             self.zctx.term()
             self.zctx = None
-        for group in ("serial", "capture", "worker", "dispatcher"):
+        for group in ("serial", "capture", "worker", "control", "outputs", "dispatcher"):
             procs = [slot.proc for name, slot in self.slots.items() if name.startswith(group)]
             for p in procs:
                 if p.is_alive():

@@ -38,7 +38,7 @@ from lens.triggers.runstate import RunState
 log = logging.getLogger("lens.dispatcher")
 
 
-class Dispatcher(EventDispatch, InspectionReload, RunState, LensProcess):
+class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
     role = "dispatcher"
 
     def __init__(self, ctx: RunContext) -> None:

@@ -75,7 +75,8 @@ class RunState:
             self._set_mode(mode)
         if state is not None:
             self._set_state(state)
-        sock.send_multipart((ident, msgs.ACK, pack({"state": self.state, "mode": self.mode})))
+        rings = {c.config.id: c.ring.name for c in self.cams if c.ring is not None}
+        sock.send_multipart((ident, msgs.ACK, pack({"state": self.state, "mode": self.mode, "rings": rings})))
 
     def _set_state(self, state: str) -> None:
         if state == self.state:

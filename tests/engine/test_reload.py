@@ -60,6 +60,7 @@ machine: {{id: vm_reload}}
 cameras: [{{id: cam0, source: {{type: synthetic, seed: 2}}}}]
 inspection: {{workers: 2, tools: [{{name: brightness, type: grayscale}}]}}
 outputs: {{zmq: {{bind: "tcp://127.0.0.1:{port}", command: "tcp://127.0.0.1:{free_port()}"}}}}
+control: {{enabled: false}}
 """
     )
     bus = Bus(f"tcp://127.0.0.1:{port}")

@@ -42,6 +42,7 @@ machine: {{id: vm_trig}}
 cameras: [{{id: cam0, source: {source}, trigger: {trigger}, ring: {{slots: {slots}}}}}]
 inspection: {{workers: {workers}, tools: {tools}}}
 outputs: {{zmq: {{bind: "{self.bus}", command: "{self.command}"}}}}
+control: {{enabled: false}}
 """)  # fmt: skip
         self.ctx = zmq.Context()
         self.sub = self.ctx.socket(zmq.SUB)
