@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from lens.config import tools as t
+from lens.config.control import ControlConfig, ControlLog, WebhookConfig
 from lens.config.models import (
     CameraConfig,
     CaptureConfig,
@@ -29,6 +30,7 @@ from lens.config.models import (
     VideoSource,
     ZmqOutput,
 )
+from lens.config.outputs import ImageLogOutput, MqttAction, MqttOutput, SerialAction, StoreOutput, UrlAction
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("machine", MachineConfig),
@@ -72,6 +74,15 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("inspection.tools[] (type: custom)", t.CustomTool),
     ("inspection.tools[].params (custom)", t.CustomParams),
     ("outputs.zmq", ZmqOutput),
+    ("outputs.store", StoreOutput),
+    ("outputs.image_log", ImageLogOutput),
+    ("outputs.mqtt", MqttOutput),
+    ("outputs.actions[] (type: serial)", SerialAction),
+    ("outputs.actions[] (type: mqtt)", MqttAction),
+    ("outputs.actions[] (type: url)", UrlAction),
+    ("control", ControlConfig),
+    ("control.log", ControlLog),
+    ("control.webhooks", WebhookConfig),
 ]
 
 

@@ -73,8 +73,6 @@ class ControlService:
         self.trigger_seq = 0
         if not self.sessions.api_key_set:
             log.warning("%s is not set: no orchestrator can open a session", ctl.api_key_env)
-        if secret is None:
-            log.warning("%s is not set: webhooks are sent unsigned", ctl.webhook_secret_env)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 

@@ -173,7 +173,7 @@ INVALID: list[tuple[str, str, list[Issue]]] = [
         _tool(BLOB + "      pass_fail:\n        measures:\n          count: {least: 1}\n"),
         [("inspection.tools[0].pass_fail.measures.count.least", "unknown key", 7)],
     ),
-    ("unknown outputs key", "outputs:\n  mqtt: {}\n", [("outputs.mqtt", "unknown key", 2)]),
+    ("unknown outputs key", "outputs:\n  kafka: {}\n", [("outputs.kafka", "unknown key", 2)]),
     ("unknown zmq key", "outputs:\n  zmq:\n    port: 1\n", [("outputs.zmq.port", "unknown key", 3)]),
     # out of bounds, below and above
     (
