@@ -23,7 +23,7 @@ import httpx
 import orjson
 import serial
 
-from lens.config.outputs import TEMPLATE_FIELDS, ActionConfig, MqttAction, SerialAction, UrlAction
+from lens.config.outputs import ActionConfig, MqttAction, SerialAction, UrlAction
 from lens.outputs.mqtt import JSON_OPTS, MqttSink, topic_error
 
 log = logging.getLogger("lens.actions")
@@ -46,7 +46,7 @@ def outcome(env: Mapping[str, Any]) -> str:
 
 def template_fields(env: Mapping[str, Any], machine_id: str) -> dict[str, Any]:
     """The values a template may name (TEMPLATE_FIELDS); a field missing from `env` is empty."""
-    fields = {
+    return {
         "result_id": env.get("result_id", ""),
         "camera": env.get("camera", ""),
         "machine_id": machine_id,
@@ -55,8 +55,6 @@ def template_fields(env: Mapping[str, Any], machine_id: str) -> dict[str, Any]:
         "outcome": outcome(env),
         "finished_at": env.get("finished_at", ""),
     }
-    assert tuple(fields) == TEMPLATE_FIELDS
-    return fields
 
 
 class _Failed(Exception):
@@ -88,7 +86,7 @@ class _Action:
         self.failed = 0
         self.dropped = 0
         self.last_error: str | None = None
-        self._last_event = -EVENT_EVERY_S
+        self._last_event: float | None = None
         self._unreported = 0
 
     @property
@@ -98,11 +96,13 @@ class _Action:
     def wants(self, env: Mapping[str, Any], result_outcome: str) -> bool:
         return result_outcome in self.cfg.when and self.cfg.camera in (None, env.get("camera"))
 
-    def offer(self, env: Mapping[str, Any]) -> None:
+    def offer(self, env: Mapping[str, Any]) -> bool:
+        """Queue `env`; False if the queue is full (the caller counts the drop)."""
         try:
             self.queue.put_nowait(env)
         except queue.Full:
-            self._drop(f"queue full ({QUEUE_SIZE} results waiting)")
+            return False
+        return True
 
     def begin_stop(self, grace_s: float) -> None:
         self._stop_at = time.monotonic() + grace_s
@@ -138,7 +138,7 @@ class _Action:
                 if env is _STOP:
                     break
                 if self._stop_at and time.monotonic() > self._stop_at:
-                    self._drop("stopping: not run within the stop grace period")
+                    self.drop("stopping: not run within the stop grace period")
                     continue
                 try:
                     self.perform(env)
@@ -153,7 +153,7 @@ class _Action:
         finally:
             self.close()
 
-    def _drop(self, why: str) -> None:
+    def drop(self, why: str) -> None:
         with self._lock:
             self.dropped += 1
             self.last_error = why
@@ -169,7 +169,7 @@ class _Action:
         now = time.monotonic()
         with self._lock:
             self._unreported += 1
-            if now - self._last_event < EVENT_EVERY_S:
+            if self._last_event is not None and now - self._last_event < EVENT_EVERY_S:
                 return
             self._last_event = now
             count, self._unreported = self._unreported, 0
@@ -338,15 +338,15 @@ class ActionRunner:
     def handle(self, env: Mapping[str, Any]) -> None:
         """Queue `env` for every action it fires (never blocks). `env` must not change afterwards."""
         result_outcome = outcome(env)
+        refused: list[_Action] = []
         with self._lock:
-            running = self._state == "running"
+            state = self._state
             for a in self.actions:
-                if not a.wants(env, result_outcome):
-                    continue
-                if running:
-                    a.offer(env)
-                else:
-                    a._drop(f"runner is {self._state}: result {env.get('result_id')!r} not run")
+                if a.wants(env, result_outcome) and not (state == "running" and a.offer(env)):
+                    refused.append(a)
+        for a in refused:  # counted and reported outside the lock: on_event may take its time
+            why = f"queue full ({QUEUE_SIZE} results waiting)" if state == "running" else f"runner is {state}"
+            a.drop(f"{why}: result {env.get('result_id')!r} not run")
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Run what is queued for up to `grace_s` (the rest is dropped and counted), then join the
