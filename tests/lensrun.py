@@ -54,6 +54,7 @@ class LensRun:
         )
         self.results: list[dict[str, Any]] = []
         self.events: list[tuple[str, dict[str, Any]]] = []
+        self.images: list[dict[str, Any]] = []  # image.<camera> messages (JPEGs of results)
 
     def poll(self, timeout_ms: int = 100) -> None:
         """Collect every message that arrives within timeout_ms."""
@@ -66,6 +67,8 @@ class LensRun:
                 env = unpack(payload)
                 if topic.startswith(b"result."):
                     self.results.append(env)
+                elif topic.startswith(b"image."):
+                    self.images.append(env)
                 else:
                     self.events.append((topic.decode(), env))
 
