@@ -17,6 +17,13 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
+def http_url(v: str) -> str:
+    """Field validator: an http:// or https:// URL."""
+    if not v.startswith(("http://", "https://")):
+        raise ValueError(f"{v!r} is not an http:// or https:// URL")
+    return v
+
+
 def tagged_by(key: str, default: str | None) -> Any:
     """Discriminator by `key`, defaulting to `default` when the key is left out."""
 

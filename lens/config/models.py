@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, Tag, ValidationInfo, field_validator, model_validator
 
-from lens.config.base import IDENT, MACHINE_ID, Section, tagged_by
+from lens.config.base import IDENT, MACHINE_ID, Section, http_url, tagged_by
 from lens.config.control import ControlConfig
 from lens.config.outputs import ActionConfig, ImageLogOutput, MqttOutput, StoreOutput
 from lens.config.paths import resolve_path
@@ -140,12 +140,7 @@ class HttpSource(Section):
     stall_s: Annotated[float, Field(gt=0, le=3600, description="No frame for this long = reconnect")] = 5.0
     retry_max_s: Annotated[float, Field(gt=0, le=3600, description="Longest wait between reconnects")] = 30.0
 
-    @field_validator("url")
-    @classmethod
-    def _http(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError(f"{v!r} is not an http:// or https:// URL")
-        return v
+    _url = field_validator("url")(http_url)
 
 
 SourceConfig = Annotated[

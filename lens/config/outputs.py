@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, Tag, field_validator
 
-from lens.config.base import Section, tagged_by
+from lens.config.base import Section, http_url, tagged_by
 from lens.config.paths import resolve_path
 
 ImagePolicy = Literal["all", "failed", "none"]
@@ -144,10 +144,7 @@ class UrlAction(ActionBase):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        check_template(v)
-        if not v.startswith(("http://", "https://")):
-            raise ValueError(f"{v!r} is not an http:// or https:// URL")
-        return v
+        return http_url(check_template(v))
 
 
 ActionConfig = Annotated[

@@ -82,6 +82,15 @@ def open_session(client: httpx.Client, callback: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {r.json()['session_token']}"}
 
 
+def in_test_mode(port: int, run: LensRun, receiver: Receiver) -> tuple[httpx.Client, dict[str, str], str]:
+    """A client, a session whose callback is the receiver, and the machine switched to TEST."""
+    client = api(port, run)
+    auth = open_session(client, receiver.url)
+    session_id = client.get("/status", headers=auth).json()["session"]["session_id"]
+    assert client.put("/mode", json={"mode": "TEST"}, headers=auth).status_code == 200
+    return client, auth, session_id
+
+
 def depth(client: httpx.Client, auth: dict[str, str]) -> int:
     return int(client.get("/status", headers=auth).json()["webhooks"]["depth"])
 
@@ -105,10 +114,7 @@ def test_outage_then_failures_then_up_every_message_in_order_signed(
 ) -> None:
     path, bus, port = pipeline(tmp_path)
     with LensRun(path, bus) as run:
-        client = api(port, run)
-        auth = open_session(client, receiver.url)
-        session_id = client.get("/status", headers=auth).json()["session"]["session_id"]
-        assert client.put("/mode", json={"mode": "TEST"}, headers=auth).status_code == 200
+        client, auth, session_id = in_test_mode(port, run, receiver)
         wait(lambda: depth(client, auth) >= 8, 30, "TEST results queued while the receiver is down")
         assert client.put("/mode", json={"mode": "RUN"}, headers=auth).status_code == 200
         wait(lambda: depth(client, auth) >= 12, 30, "summaries queued")
@@ -145,10 +151,7 @@ def test_outage_then_failures_then_up_every_message_in_order_signed(
 def test_sigkill_and_restart_lose_nothing(tmp_path: Path, env: None, receiver: Receiver) -> None:
     path, bus, port = pipeline(tmp_path)
     with LensRun(path, bus) as run:
-        client = api(port, run)
-        auth = open_session(client, receiver.url)
-        session_id = client.get("/status", headers=auth).json()["session"]["session_id"]
-        assert client.put("/mode", json={"mode": "TEST"}, headers=auth).status_code == 200
+        client, auth, session_id = in_test_mode(port, run, receiver)
         wait(lambda: depth(client, auth) >= 10, 30, "messages queued while the receiver is down")
         queued = depth(client, auth)
         client.close()

@@ -216,3 +216,20 @@ def wait_until(predicate: Callable[[], object], what: str, timeout: float = 15.0
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.01)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MiB tmpfs, so a full disk is really full (needs root or CAP_SYS_ADMIN)."""
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
+    except FileNotFoundError:
+        pytest.skip("no mount command here: cannot make a small filesystem to fill")
+    if r.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {r.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

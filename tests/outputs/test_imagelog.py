@@ -4,8 +4,6 @@ really filling filesystem, and OS errors (a full disk, a folder that is a file) 
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,23 +48,6 @@ def config(root: Path, **kw: Any) -> ImageLogOutput:
 def on_disk(root: Path) -> list[str]:
     """Every file under root, relative, sorted."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A real 2 MiB tmpfs, so a full disk is really full (needs root or CAP_SYS_ADMIN)."""
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    try:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
-    except FileNotFoundError:
-        pytest.skip("no mount command here: cannot make a small filesystem to fill")
-    if r.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {r.stderr.decode().strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 # --- layout and policy -------------------------------------------------------------------------------

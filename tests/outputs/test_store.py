@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
@@ -49,23 +48,6 @@ def envelope(
 
 def config(path: Path, **kw: Any) -> StoreOutput:
     return StoreOutput(path=str(path), **{"retention_days": 0, "max_rows": 0, "batch_ms": 60_000, **kw})
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A real 2 MiB tmpfs, so a full disk is really full (needs root or CAP_SYS_ADMIN)."""
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    try:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
-    except FileNotFoundError:
-        pytest.skip("no mount command here: cannot make a small filesystem to fill")
-    if r.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {r.stderr.decode().strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def fill(fs: Path) -> Path:
