@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 # suite name -> module in bench/ with run(quick) -> dict and table(result) -> str
-SUITES = {"transport": "bench.transport", "tools": "bench.tools", "triggers": "bench.triggers"}
+SUITES = {
+    "transport": "bench.transport",
+    "tools": "bench.tools",
+    "triggers": "bench.triggers",
+    "control": "bench.control",
+    "outputs": "bench.outputs",
+}
 
 
 def run_bench(suites: list[str], json_path: str | None = None, quick: bool = False) -> int:

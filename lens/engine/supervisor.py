@@ -244,7 +244,8 @@ class Supervisor:
     # -- stop ---------------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop every child (captures, then workers, then the dispatcher) and remove the run's files."""
+        """Stop every child (serial triggers, captures, workers, control, outputs, then the dispatcher)
+        and remove the run's files."""
         if self.events is not None:
             self.events.close(linger=0)
             self.events = None

@@ -2,7 +2,8 @@
 
 Topics, under `<prefix>/<machine>/`: `<camera>/result` (each result envelope as JSON), `event/<kind>`,
 and `status`, a retained JSON `{"state": "online", "machine_id", "at", ...}` published on every
-(re)connect; on a clean stop it becomes `offline`, and the broker publishes the last will
+(re)connect and whenever `set_status` is called (the outputs process: once a second, with its
+counters); on a clean stop it becomes `offline`, and the broker publishes the last will
 `{"state": "offline", "machine_id"}` there when the link dies uncleanly.
 
 Nothing here blocks the caller: a publish is one command on a queue served by a single sender thread,
