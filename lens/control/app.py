@@ -97,6 +97,11 @@ def _types(t: type | tuple[type, ...]) -> tuple[type, ...]:
     return t if isinstance(t, tuple) else (t,)
 
 
+def has_body(request: Request) -> bool:
+    """A body was sent (a non-zero Content-Length, or a chunked one)."""
+    return request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+
+
 def query_int(request: Request, name: str, default: int, lo: int = 0, hi: int = 2**62) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -222,6 +227,8 @@ class ControlApi:
 
     async def session_heartbeat(self, request: Request) -> Response:
         s = self.session(request)
+        if has_body(request):  # none is needed; one that is sent must still be well-formed
+            fields(await read_json(request, self.limit), {})
         return json_response(
             {"session_id": s.session_id, "lease_s": s.lease_s, "expires_in_s": round(s.expires_in(), 3)}
         )
@@ -333,13 +340,13 @@ class ControlApi:
             version=version,
             tools=[t.name for t in cfg.tools],
         )
-        return json_response({"version": version, "inspection": cfg.model_dump(mode="json")})
+        # as the engine keeps it: `workers` changes only with a restart
+        in_force, inspection = self.current_inspection()
+        return json_response({"version": in_force, "inspection": inspection})
 
     async def trigger(self, request: Request) -> Response:
         self.session(request)
-        body = (
-            await read_json(request, self.limit) if request.headers.get("content-length", "0") != "0" else {}
-        )
+        body = await read_json(request, self.limit) if has_body(request) else {}
         fields(body, {"camera": (str, int), "id": str})
         svc = self.svc
         camera = body.get("camera", svc.ctx.cameras[0])

@@ -26,14 +26,14 @@ CAMERA_FIELDS = (
     "skipped_by_trigger",  # the trigger did not want it       (dispatcher)
     "dropped_busy",  # superseded while all workers were busy  (dispatcher)
     "overrun",  # overwritten before or while inspected        (dispatcher)
-    "health",  # gauge: 0 offline, 1 online, 2 reconnecting, 3 ended (capture)
+    "health",  # gauge: 0 starting, 1 online, 2 reconnecting, 3 ended, 4 offline (capture)
     "reconnects",  # times the source was reopened after a loss     (capture)
     "triggers",  # event triggers fired (manual, cron, serial)   (dispatcher)
     "trigger_noise",  # serial lines that were not a trigger        (serial trigger process)
     "superseded",  # live frames replaced by a newer one before capture took them (capture)
     "skipped_stopped",  # arrived (or triggered) while the run was stopped      (dispatcher)
 )
-HEALTH = ("offline", "online", "reconnecting", "ended")
+HEALTH = ("starting", "online", "reconnecting", "ended", "offline")  # 0 until the capture opens its source
 CAM = {name: i for i, name in enumerate(CAMERA_FIELDS)}
 # Run-wide. Writer: dispatcher, except `restarts` (supervisor).
 RUN_FIELDS = (

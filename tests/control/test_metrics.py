@@ -240,7 +240,7 @@ def test_full_status_round_trips_exactly() -> None:
     assert _value(samples, "lens_action_fired_total", action="0", type="serial") == 1
     assert _value(samples, "lens_exposition_invalid_values") == 0
     assert all(dict(labels)["machine"] == "vm_001" for _, labels in samples)
-    assert len(samples) == 85
+    assert len(samples) == 87  # 2 cameras x 5 health states among them
 
 
 def test_missing_sections_are_skipped() -> None:
