@@ -6,7 +6,8 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -79,26 +80,43 @@ def _zmq_threads() -> int:
     return psutil.Process().num_threads() - threading.active_count()
 
 
-@pytest.fixture(autouse=True)
-def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail any test that leaves a child process, a /dev/shm segment, a listening socket or a
-    ZeroMQ context (its I/O threads) behind."""
-    shm_before = _shm()
-    listen_before = _listening()
-    family = _Family()
-    native_threads_before = _zmq_threads()
-    yield
-    pids = family.stop()
+def _running(p: psutil.Process) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by init, whenever it gets to it)."""
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What exists before a test: segments, listening sockets, zmq I/O threads."""
+
+    shm: set[str]
+    listening: set[tuple[str, int]]
+    native_threads: int
+
+    @classmethod
+    def take(cls) -> Baseline:
+        return cls(_shm(), _listening(), _zmq_threads())
+
+
+def assert_no_leaks(
+    before: Baseline, pids: set[int], exclude: Callable[[], set[int]] = frozenset
+) -> None:
+    """Fail the test if a child process (not in `exclude()`), a segment made by `pids`, a listening
+    socket or a zmq context outlived it (waiting up to 5 s for them to go); kill and remove them."""
     deadline = time.monotonic() + 5.0
     while True:
+        excluded = exclude()
         kids = [
             p
             for p in psutil.Process().children(recursive=True)
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and not _infrastructure(p)
+            if p.pid not in excluded and _running(p) and not _infrastructure(p)
         ]
-        leaked_shm = _shm(pids) - shm_before
-        leaked_listen = _listening() - listen_before
-        native_threads = _zmq_threads() - native_threads_before
+        leaked_shm = _shm(pids) - before.shm
+        leaked_listen = _listening() - before.listening
+        native_threads = _zmq_threads() - before.native_threads
         if not (kids or leaked_shm or leaked_listen or native_threads > 0) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -117,3 +135,13 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         problems.append(f"{native_threads} native thread(s) left (an unclosed zmq.Context?)")
     if problems:
         pytest.fail("leak check: " + "; ".join(problems), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail any test that leaves a child process, a /dev/shm segment, a listening socket or a
+    ZeroMQ context (its I/O threads) behind."""
+    before = Baseline.take()
+    family = _Family()
+    yield
+    assert_no_leaks(before, family.stop())

@@ -30,6 +30,7 @@ from lens.control.engine import EngineError
 from lens.control.errors import ApiError, error_response, json_response
 from lens.control.service import PROTOCOL_VERSION, ControlService
 from lens.control.session import Session
+from lens.engine.bus import unpack
 
 log = logging.getLogger("lens.control")
 
@@ -304,8 +305,6 @@ class ControlApi:
         return json_response(masked(data))
 
     def current_inspection(self) -> tuple[int, dict[str, Any]]:
-        from lens.engine.bus import unpack
-
         path = self.svc.ctx.inspection_path
         if path.exists():
             version, text = unpack(path.read_bytes())

@@ -29,7 +29,7 @@ from lens.control.spool import Spool
 from lens.control.webhooks import WebhookSender
 from lens.engine.bus import SeqGap, unpack
 from lens.engine.process import RunContext
-from lens.engine.stats import HEALTH, MODES, RUN, STATES, Stats, ToolStats
+from lens.engine.stats import CAM, HEALTH, MODES, RUN, STATES, Stats, ToolStats
 from lens.outputs.store import StoreReader
 
 log = logging.getLogger("lens.control")
@@ -60,10 +60,9 @@ class ControlService:
         self.notifier = Notifier(
             self.spool, self.memlog, self.counters, self.sender.wake, ctl.test_heartbeat_s
         )
-        disk_path = self.config.outputs.image_log.dir if self.config.outputs.image_log else ctl.db
-        self.monitor = HostMonitor(
-            str(Path(disk_path).parent if disk_path == ctl.db else disk_path), ctl.telemetry_keep
-        )
+        image_log = self.config.outputs.image_log  # the disk watched: where images go, else the db's
+        disk = image_log.dir if image_log is not None else str(Path(ctl.db).parent)
+        self.monitor = HostMonitor(disk, ctl.telemetry_keep)
         store = self.config.outputs.store
         self.store_reader = StoreReader(store.path) if store is not None else None
         self.processes: dict[str, dict[str, Any]] = {}
@@ -114,7 +113,7 @@ class ControlService:
         """What puts a running machine in `error`: a camera whose source is offline, a process down."""
         out: list[dict[str, Any]] = []
         for i, cam in enumerate(self.ctx.cameras):
-            health = int(self.stats.camera(i)[self.stats_index("health")])
+            health = int(self.stats.camera(i)[CAM["health"]])
             if health == HEALTH.index("offline"):
                 out.append(
                     {"code": "LENS_SOURCE_UNAVAILABLE", "camera": cam, "message": f"camera {cam} is offline"}
@@ -130,16 +129,13 @@ class ControlService:
                 )
         return out
 
-    @staticmethod
-    def stats_index(name: str) -> int:
-        from lens.engine.stats import CAM
-
-        return CAM[name]
-
     @property
     def state(self) -> str:
+        return self._state(self.problems())
+
+    def _state(self, problems: list[dict[str, Any]]) -> str:
         state = self.engine_state
-        return "error" if state == "running" and self.problems() else state
+        return "error" if state == "running" and problems else state
 
     def counters(self) -> dict[str, dict[str, int]]:
         return self.stats.snapshot()["cameras"]
@@ -157,13 +153,14 @@ class ControlService:
                 "fps": (fps.get(cam) or {}).get("fps"),
             }
         held = self.sessions.holder()
+        problems = self.problems()
         return {
             "machine_id": self.machine_id,
             "machine_name": self.config.machine.name,
             "protocol_version": PROTOCOL_VERSION,
-            "state": self.state,
+            "state": self._state(problems),
             "mode": self.mode,
-            "problems": self.problems(),
+            "problems": problems,
             "uptime_s": round(time.time() - self.started_at, 3),
             "cameras": cameras,
             "run": {k: v for k, v in snap["run"].items() if k not in ("state", "mode")},

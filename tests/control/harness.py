@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from tests import conftest
@@ -232,19 +231,11 @@ def shared(lens_factory: Callable[[], Lens]) -> Iterator[Lens]:
         children = lens.run.children()
         lens.close()
         deadline = time.monotonic() + 5.0
-        while (alive := [p for p in children if _running(p)]) and time.monotonic() < deadline:
+        while (alive := [p for p in children if conftest._running(p)]) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not alive, f"processes of the shared run left: {alive}"
         left = conftest._shm(tree)
         assert not left, f"/dev/shm segments of the shared run left: {sorted(left)}"
-
-
-def _running(p: psutil.Process) -> bool:
-    """Alive and not a zombie (an orphan's exit is reaped by init, whenever it gets to it)."""
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.fixture(autouse=True, name="no_leaks")
@@ -252,10 +243,8 @@ def no_leaks_but_shared() -> Iterator[None]:
     """The suite's leak check (tests/conftest.py: child processes, /dev/shm segments, listening
     sockets, zmq contexts), except for the process trees of this module's shared runs, which are
     checked by `shared` when they end. Imported by a test module, it replaces `no_leaks` there."""
-    shm_before = conftest._shm()
-    listen_before = conftest._listening()
+    before = conftest.Baseline.take()
     family = conftest._Family()
-    threads_before = conftest._zmq_threads()
     stop = threading.Event()
 
     def watch() -> None:
@@ -270,35 +259,8 @@ def no_leaks_but_shared() -> Iterator[None]:
         stop.set()
         watcher.join()
     pids = family.stop()
-    deadline = time.monotonic() + 5.0
-    while True:
-        shared_now = SHARED.sample()
-        kids = [
-            p
-            for p in psutil.Process().children(recursive=True)
-            if p.pid not in shared_now and _running(p) and not conftest._infrastructure(p)
-        ]
-        leaked_shm = conftest._shm(pids - SHARED.pids) - shm_before
-        leaked_listen = conftest._listening() - listen_before
-        threads = conftest._zmq_threads() - threads_before
-        if not (kids or leaked_shm or leaked_listen or threads > 0) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    problems = []
-    if kids:
-        problems.append(f"child processes left running: {[(p.pid, p.name()) for p in kids]}")
-        for p in kids:
-            p.kill()
-    if leaked_shm:
-        problems.append(f"shared-memory segments left in /dev/shm: {sorted(leaked_shm)}")
-        for name in leaked_shm:
-            (Path("/dev/shm") / name).unlink(missing_ok=True)
-    if leaked_listen:
-        problems.append(f"listening sockets left open: {sorted(leaked_listen)}")
-    if threads > 0:
-        problems.append(f"{threads} native thread(s) left (an unclosed zmq.Context?)")
-    if problems:
-        pytest.fail("leak check: " + "; ".join(problems), pytrace=False)
+    SHARED.sample()
+    conftest.assert_no_leaks(before, pids - SHARED.pids, exclude=SHARED.sample)
 
 
 # -- assertions --------------------------------------------------------------------------------------------
