@@ -68,7 +68,7 @@ class CaptureProcess(LensProcess):
     # -- health ---------------------------------------------------------------------------------------
 
     def _event(self, kind: str, **fields: object) -> None:
-        self.sock.send_multipart((msgs.EVENT, kind.encode(), pack({"camera": self.cam.id, **fields})))
+        self.send(self.sock, (msgs.EVENT, kind.encode(), pack({"camera": self.cam.id, **fields})))
 
     def _set_health(self, state: str, **fields: Any) -> None:
         """Set the health gauge; announce the state (with `fields`) when it changes."""
@@ -138,7 +138,7 @@ class CaptureProcess(LensProcess):
         if self.lost:
             self.row[CAM["reconnects"]] += 1
             self.lost = False
-        self.sock.send_multipart((msgs.HELLO, pack([self.index, self.ring.name, self.paced])))
+        self.send(self.sock, (msgs.HELLO, pack([self.index, self.ring.name, self.paced])))
         log.info(
             "%s: %s -> ring %s (%dx%d %s, %d slots)",
             self.cam.id,
@@ -240,7 +240,7 @@ class CaptureProcess(LensProcess):
             log.info("%s: end of stream", self.cam.id)
             self.row[CAM["health"]] = HEALTH.index("ended")  # the dispatcher announces it
             self.health = "ended"
-            self.sock.send_multipart((msgs.EOS, pack(self.index)))
+            self.send(self.sock, (msgs.EOS, pack(self.index)))
             self.stop_event.wait()  # stay up (idle) until the run stops
             return False
         captured_at = time.time()
@@ -252,7 +252,7 @@ class CaptureProcess(LensProcess):
             self.row[_SUPERSEDED] = self.superseded
         self.row[CAM["captured"]] += 1
         self.credits -= 1
-        self.sock.send_multipart((msgs.FRAME, pack([self.index, slot, seq, frame_id, captured_at])))
+        self.send(self.sock, (msgs.FRAME, pack([self.index, slot, seq, frame_id, captured_at])))
         return True
 
     def teardown(self) -> None:  # safe after a partial setup

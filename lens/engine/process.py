@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import zmq
+
 from lens.config.models import PipelineConfig
 
 _PR_SET_PDEATHSIG = 1
@@ -151,6 +153,19 @@ class LensProcess(SPAWN.Process):  # type: ignore[name-defined,misc]
             self.loop()
         finally:
             self.teardown()
+
+    def send(self, sock: zmq.Socket, parts: tuple[bytes, ...]) -> bool:
+        """Send to the hub without ever hanging: a DEALER whose peer (the dispatcher) is gone blocks
+        a plain send forever, which would keep this process alive after the run was stopped or its
+        supervisor killed. Retries while the queue is full; False once the process is stopping."""
+        while True:
+            try:
+                sock.send_multipart(parts, zmq.NOBLOCK)
+                return True
+            except zmq.Again:
+                if self.stopping:
+                    return False
+                self.stop_event.wait(0.005)
 
     def setup(self) -> None:
         pass

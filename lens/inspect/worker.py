@@ -141,7 +141,7 @@ class WorkerProcess(LensProcess):
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.IDENTITY, msgs.worker_identity(self.index))
         self.sock.connect(self.ctx.hub_endpoint)
-        self.sock.send(msgs.READY)
+        self.send(self.sock, (msgs.READY,))
 
     def loop(self) -> None:
         sock = self.sock
@@ -166,7 +166,7 @@ class WorkerProcess(LensProcess):
             meta = pack([job.result_id, job.camera_index, outcome, job.inspection_version, timings])
             image = self.inspector.last_image
             parts = (msgs.RESULT, meta, payload) if image is None else (msgs.RESULT, meta, payload, image)
-            sock.send_multipart(parts)
+            self.send(sock, parts)
 
     def teardown(self) -> None:
         if hasattr(self, "inspector"):

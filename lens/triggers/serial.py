@@ -48,7 +48,7 @@ class SerialTriggerProcess(LensProcess):
         self.backoff = 0.5
 
     def _event(self, **fields: object) -> None:
-        self.sock.send_multipart((msgs.EVENT, b"trigger", pack({"camera": self.camera, **fields})))
+        self.send(self.sock, (msgs.EVENT, b"trigger", pack({"camera": self.camera, **fields})))
 
     def _open(self) -> bool:
         try:
@@ -114,8 +114,9 @@ class SerialTriggerProcess(LensProcess):
             self.row[CAM["trigger_noise"]] += 1
             return
         trigger_id = m.group(1) if m.groups() and m.group(1) else ""
-        self.sock.send_multipart(
-            (msgs.TRIGGER, pack({"camera": self.index, "id": trigger_id, "at": at, "source": "serial"}))
+        self.send(
+            self.sock,
+            (msgs.TRIGGER, pack({"camera": self.index, "id": trigger_id, "at": at, "source": "serial"})),
         )
         if self.cfg.ack is not None and self.port is not None:
             try:
