@@ -434,3 +434,23 @@ def test_make_source_video(video: Path) -> None:
         assert target_size(cam, native) == (96, 64)
     finally:
         src.close()
+
+
+@pytest.mark.parametrize("cache_mb", [0, 256])
+def test_folder_decodes_ahead_in_threads_in_order(tmp_path: Path, cache_mb: int) -> None:
+    """With the cache off (every image decoded for every use) or on (each decoded once, in parallel
+    at open), images still come out in sorted order, looping, with a bad file skipped."""
+    names = [f"{i:02d}.png" for i in range(9)]
+    levels = write_images(tmp_path / "imgs", names)
+    (tmp_path / "imgs" / "04.png").write_bytes(b"garbage")
+    src = FolderSource(str(tmp_path / "imgs"), loop=True, cache_mb=cache_mb, decode_threads=3)
+    try:
+        src.open()
+        good = [levels[n] for n in names if n != "04.png"]
+        assert read_levels(src, 20) == (good * 3)[:20]
+        assert src.bad_files == 1
+        assert len(src.cache) == (8 if cache_mb else 0)
+        assert len(src.ahead) <= 3  # never more decodes in flight than threads
+    finally:
+        src.close()
+    assert src.pool is None and not src.ahead

@@ -28,7 +28,7 @@ def make_source(cam: CameraConfig) -> Source:
     if isinstance(src, FolderCfg):
         from lens.capture.sources.folder import FolderSource
 
-        return FolderSource(src.path, src.pattern, src.loop, gray, src.cache_mb, src.fps)
+        return FolderSource(src.path, src.pattern, src.loop, gray, src.cache_mb, src.fps, src.decode_threads)
     if isinstance(src, VideoCfg):
         from lens.capture.sources.video import VideoSource
 
