@@ -94,6 +94,21 @@ class ControlConfig(Section):
     db: Annotated[
         str, Field(min_length=1, description="SQLite file of the audit log and the webhook spool")
     ] = "var/control.sqlite"
+    legacy_api: Annotated[
+        bool,
+        Field(
+            description="Serve the AnalyticLens Flask machine's routes (/api/..., Socket.IO) beside "
+            "/api/v1: no auth, as the old machine; the allowlist applies"
+        ),
+    ] = True
+    legacy_state: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="JSON file of the changes made through the legacy routes (source, trigger, "
+            "tools, logging), applied over the pipeline at every start",
+        ),
+    ] = "var/legacy.json"
     log: Annotated[ControlLog, Field(description="In-memory log of recent results")] = Field(
         default_factory=ControlLog
     )
@@ -101,7 +116,7 @@ class ControlConfig(Section):
         default_factory=WebhookConfig
     )
 
-    _db = field_validator("db")(resolve_path)
+    _db = field_validator("db", "legacy_state")(resolve_path)
 
     @field_validator("allow")
     @classmethod

@@ -63,6 +63,9 @@ class FolderSource(Section):
     cache_mb: Annotated[
         int, Field(ge=0, le=65536, description="Decoded images kept in memory for replay (MiB)")
     ] = 256
+    decode_threads: Annotated[
+        int, Field(ge=0, le=64, description="Threads decoding images ahead of use; 0 = one per core")
+    ] = 0
 
     _path = field_validator("path")(resolve_path)
 
@@ -344,11 +347,12 @@ class PipelineConfig(Section):
 
     @model_validator(mode="after")
     def _output_paths(self, info: ValidationInfo) -> PipelineConfig:
-        """Relative output paths (control.db, outputs.store.path, outputs.image_log.dir) are relative to
-        the pipeline file's folder, defaults included."""
+        """Relative output paths (control.db and legacy_state, outputs.store.path, outputs.image_log.dir)
+        are relative to the pipeline file's folder, defaults included."""
         if (info.context or {}).get("base_dir") is None:
             return self
         self.control.db = resolve_path(self.control.db, info)
+        self.control.legacy_state = resolve_path(self.control.legacy_state, info)
         if self.outputs.store is not None:
             self.outputs.store.path = resolve_path(self.outputs.store.path, info)
         if self.outputs.image_log is not None:

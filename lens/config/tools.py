@@ -223,7 +223,9 @@ class BlobTool(ToolBase):
     type: Literal["blob"]
     method: Annotated[Literal["threshold"], Field(description="Segmentation method")] = "threshold"
     params: Annotated[BlobParams, Field(description="Tool parameters")] = Field(default_factory=BlobParams)
-    MEASURES: ClassVar[frozenset[str]] = frozenset({"value", "count", "total_area", "largest_area"})
+    MEASURES: ClassVar[frozenset[str]] = frozenset(
+        {"value", "count", "total_area", "largest_area", "roi_area"}
+    )
 
 
 class EdgeParams(Section):

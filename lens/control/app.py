@@ -30,7 +30,6 @@ from lens.control.engine import EngineError
 from lens.control.errors import ApiError, error_response, json_response
 from lens.control.service import PROTOCOL_VERSION, ControlService
 from lens.control.session import Session
-from lens.engine.bus import unpack
 
 log = logging.getLogger("lens.control")
 
@@ -301,19 +300,12 @@ class ControlApi:
     async def get_config(self, request: Request) -> Response:
         self.session(request)
         data = self.svc.config.model_dump(mode="json")
-        data["inspection"] = self.current_inspection()[1]
+        data["inspection"] = self.svc.current_inspection()[1]
         return json_response(masked(data))
-
-    def current_inspection(self) -> tuple[int, dict[str, Any]]:
-        path = self.svc.ctx.inspection_path
-        if path.exists():
-            version, text = unpack(path.read_bytes())
-            return int(version), orjson.loads(text)
-        return 1, self.svc.config.inspection.model_dump(mode="json")
 
     async def get_inspection(self, request: Request) -> Response:
         self.session(request)
-        version, inspection = self.current_inspection()
+        version, inspection = self.svc.current_inspection()
         return json_response({"version": version, "inspection": inspection})
 
     async def put_inspection(self, request: Request) -> Response:
@@ -329,7 +321,7 @@ class ControlApi:
                 "; ".join(f"{i['path']}: {i['message']}" for i in issues),
                 issues=issues,
             ) from None
-        previous, _ = self.current_inspection()
+        previous, _ = self.svc.current_inspection()
         version = await self._engine(self.svc.engine.reload(cfg))
         self._audit(
             "config.inspection",
@@ -340,7 +332,7 @@ class ControlApi:
             tools=[t.name for t in cfg.tools],
         )
         # as the engine keeps it: `workers` changes only with a restart
-        in_force, inspection = self.current_inspection()
+        in_force, inspection = self.svc.current_inspection()
         return json_response({"version": in_force, "inspection": inspection})
 
     async def trigger(self, request: Request) -> Response:
@@ -499,30 +491,47 @@ ROUTES: list[tuple[str, str, str, str, str]] = [
 
 
 class Allowlist:
-    """ASGI middleware: clients outside `control.allow` get 403 LENS_FORBIDDEN, whatever the path."""
+    """ASGI middleware: clients outside `control.allow` get 403 LENS_FORBIDDEN, whatever the path (a
+    WebSocket is closed before it is accepted, which the server answers with 403)."""
 
     def __init__(self, app: ASGIApp, cidrs: list[str]) -> None:
         self.app = app
         self.networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             host = (scope.get("client") or ("", 0))[0]
             try:
                 addr = ipaddress.ip_address(host)
                 ok = any(addr in n for n in self.networks)
             except ValueError:
                 ok = False
+            if not ok and scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
             if not ok:
-                response = error_response("LENS_FORBIDDEN", f"client {host or '?'} is not in control.allow")
+                message = f"client {host or '?'} is not in control.allow"
+                path = scope.get("path", "")
+                if path.startswith("/api/") and not path.startswith("/api/v1"):  # the old machine's shape
+                    response: Response = Response(
+                        orjson.dumps({"success": False, "error": message}), 403, media_type="application/json"
+                    )
+                else:
+                    response = error_response("LENS_FORBIDDEN", message)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
-def build_app(svc: ControlService) -> Starlette:
+def build_app(svc: ControlService) -> ASGIApp:
+    """The ASGI app: /api/v1 and /metrics; with `control.legacy_api`, the old machine's /api/...
+    routes and its Socket.IO live view too; all behind the allowlist."""
     api = ControlApi(svc)
     routes = [Route(path, getattr(api, name), methods=[method]) for method, path, name, _, _ in ROUTES]
+    if svc.legacy is not None:
+        from lens.control.legacy.routes import legacy_routes
+
+        routes += legacy_routes(svc.legacy, api.limit)
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -548,10 +557,13 @@ def build_app(svc: ControlService) -> Starlette:
         finally:
             await svc.stop()
 
-    app = Starlette(
+    app: ASGIApp = Starlette(
         routes=routes,
         exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: internal},
         lifespan=lifespan,
     )
-    app.add_middleware(Allowlist, cidrs=svc.config.control.allow)
-    return app
+    if svc.legacy is not None:
+        from lens.control.legacy.live import with_live_view
+
+        app = with_live_view(app, svc.legacy)
+    return Allowlist(app, svc.config.control.allow)

@@ -74,9 +74,9 @@ class EngineLink:
             )
         return answer
 
-    async def control(self, state: str | None = None, mode: str | None = None) -> dict[str, Any]:
-        body = {k: v for k, v in (("state", state), ("mode", mode)) if v is not None}
-        return await self._hub(msgs.CONTROL, pack(body))
+    async def control(self, **fields: Any) -> dict[str, Any]:
+        """Set (or, with no field, query) the engine's `state`, `mode`, `images` and `cameras`."""
+        return await self._hub(msgs.CONTROL, pack({k: v for k, v in fields.items() if v is not None}))
 
     async def reload(self, inspection: InspectionConfig) -> int:
         answer = await self._hub(msgs.RELOAD, inspection.model_dump_json().encode())

@@ -13,12 +13,14 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import zmq
 import zmq.asyncio
 
+from lens.config.load import validate_data
+from lens.config.models import PipelineConfig
 from lens.control.audit import AuditLog
 from lens.control.engine import EngineLink
 from lens.control.memlog import Image, MemoryLog
@@ -31,6 +33,9 @@ from lens.engine.bus import SeqGap, unpack
 from lens.engine.process import RunContext
 from lens.engine.stats import CAM, HEALTH, MODES, RUN, STATES, Stats, ToolStats
 from lens.outputs.store import StoreReader
+
+if TYPE_CHECKING:
+    from lens.control.legacy.machine import LegacyMachine
 
 log = logging.getLogger("lens.control")
 
@@ -70,6 +75,12 @@ class ControlService:
         self.waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.trigger_seq = 0
+        self.camera_errors: dict[str, str] = {}  # why a camera is not online (its last health event)
+        self.legacy: LegacyMachine | None = None
+        if ctl.legacy_api:
+            from lens.control.legacy.machine import LegacyMachine
+
+            self.legacy = LegacyMachine(self)
         if not self.sessions.api_key_set:
             log.warning("%s is not set: no orchestrator can open a session", ctl.api_key_env)
 
@@ -79,8 +90,12 @@ class ControlService:
         for coro in (self._consume(), self._refresh_processes(), self._telemetry(), self._produce()):
             self.tasks.append(asyncio.create_task(coro))
         self.tasks.append(asyncio.create_task(self.sender.run()))
+        if self.legacy is not None:
+            await self.legacy.start()
 
     async def stop(self) -> None:
+        if self.legacy is not None:
+            await self.legacy.stop()
         self.sender.stop()
         for t in self.tasks:
             t.cancel()
@@ -163,7 +178,7 @@ class ControlService:
             "problems": problems,
             "uptime_s": round(time.time() - self.started_at, 3),
             "cameras": cameras,
-            "run": {k: v for k, v in snap["run"].items() if k not in ("state", "mode")},
+            "run": {k: v for k, v in snap["run"].items() if k not in ("state", "mode", "images")},
             "inspection": self.toolstats.snapshot(),
             "processes": self.processes,
             "host": host,
@@ -233,6 +248,8 @@ class ControlService:
     def _on_message(self, topic: bytes, payload: bytes) -> None:
         if topic.startswith(b"result."):
             self.memlog.append("result", topic.decode(), payload)
+            if self.legacy is not None:
+                self.legacy.on_result(topic[7:].decode(), payload)
             test = self.mode == "TEST"
             if self.waiters or test:
                 env = unpack(payload)
@@ -252,6 +269,12 @@ class ControlService:
             env = unpack(payload)
             kind = topic.decode().partition(".")[2]
             fields = {k: v for k, v in env.items() if k not in ("type", "machine_id")}
+            if kind == "camera" and "health" in fields:
+                cam = str(fields.get("camera"))
+                if fields["health"] == "online":
+                    self.camera_errors.pop(cam, None)
+                elif fields.get("error"):
+                    self.camera_errors[cam] = str(fields["error"])
             self.notifier.event(kind, fields)
 
     async def _refresh_processes(self) -> None:
@@ -319,6 +342,34 @@ class ControlService:
                     if len(out) >= limit:
                         break
         return out
+
+    def current_inspection(self) -> tuple[int, dict[str, Any]]:
+        """(version, inspection section) in force, as the dispatcher keeps it."""
+        path = self.ctx.inspection_path
+        if path.exists():
+            version, text = unpack(path.read_bytes())
+            return int(version), orjson.loads(text)
+        return 1, self.config.inspection.model_dump(mode="json")
+
+    async def reconfigure_cameras(self, cameras: dict[str, dict[str, Any]]) -> list[str]:
+        """New source / capture / trigger settings for some cameras (merged over each camera's config
+        in force; a section whose `type` changes is replaced whole), validated as the pipeline file
+        is; then the dispatcher takes them and the supervisor restarts those cameras' captures.
+        Raises ConfigError (nothing changed) or EngineError. Returns the processes restarted."""
+        data = self.config.model_dump(mode="json")
+        for cam in data["cameras"]:
+            for section, value in (cameras.get(cam["id"]) or {}).items():
+                old = cam.get(section)
+                same_type = isinstance(old, dict) and value.get("type", old.get("type")) == old.get("type")
+                cam[section] = {**old, **value} if same_type else value  # a new type: the section whole
+        new = validate_data(data, PipelineConfig, "cameras", base_dir=self.ctx.extra.get("base_dir"))
+        dumps = {
+            cam.id: cam.model_dump(mode="json", exclude={"id"}) for cam in new.cameras if cam.id in cameras
+        }
+        await self.engine.control(cameras=dumps)
+        self.config.cameras[:] = new.cameras
+        answer = await self.engine.supervisor("cameras", timeout_s=30.0, cameras=dumps)
+        return list(answer["restarted"])
 
     def wait_result(self, result_id: int) -> asyncio.Future[dict[str, Any]]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

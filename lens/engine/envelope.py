@@ -16,6 +16,11 @@ LENS_WORKER_CRASHED = "LENS_WORKER_CRASHED"  # the worker died holding this job
 LENS_INSPECTION_ERROR = "LENS_INSPECTION_ERROR"  # a tool raised; the message names it
 
 
+# Job.image: which outcomes of a job get their JPEG encoded by the worker (ranked: a wider one wins)
+IMAGE_POLICIES = ("none", "failed", "all")
+IMAGE_NONE, IMAGE_FAILED, IMAGE_ALL = range(3)
+
+
 @dataclass(frozen=True)
 class Job:
     """One frame handed to one worker. `result_id` is assigned by the dispatcher, unique per run."""
@@ -33,7 +38,7 @@ class Job:
     inspection_version: int
     trigger_id: str = ""  # event triggers (manual, cron, serial): the trigger's own id
     mode: str = "RUN"  # RUN or TEST: the mode the frame was dispatched in (carried by its result)
-    image: bool = False  # the dispatcher wants this result's JPEG (TEST mode, or a periodic sample)
+    image: int = 0  # which outcomes need this result's JPEG: IMAGE_NONE, IMAGE_FAILED or IMAGE_ALL
 
     def to_wire(self) -> list[Any]:
         return [

@@ -46,6 +46,7 @@ RUN_FIELDS = (
     "inspection_version",  # version of the inspection config in force (hot reload increments it)
     "state",  # gauge: 1 + index in STATES; 0 = not set yet (the dispatcher sets it at start)
     "mode",  # gauge: 1 + index in MODES; 0 = not set yet
+    "images",  # gauge: 1 + index in envelope.IMAGE_POLICIES asked at run time (control); 0 = not set
 )
 STATES = ("stopped", "running", "maintenance")  # the engine's; `error` is derived by the control service
 MODES = ("RUN", "TEST")

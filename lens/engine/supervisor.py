@@ -11,6 +11,7 @@ At exit every segment and socket file with the run's prefix is removed; at start
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -21,11 +22,11 @@ from typing import Any
 
 import zmq
 
-from lens.config.models import PipelineConfig
+from lens.config.models import CameraConfig, PipelineConfig
 from lens.engine import msgs, shm
 from lens.engine.bus import pack, unpack
 from lens.engine.process import LensProcess, RunContext
-from lens.engine.stats import RUN, Stats, ToolStats
+from lens.engine.stats import CAM, HEALTH, RUN, Stats, ToolStats
 
 log = logging.getLogger("lens.supervisor")
 
@@ -53,9 +54,14 @@ class Supervisor:
         self, config: PipelineConfig, log_level: int = logging.INFO, base_dir: str | None = None
     ) -> None:
         """`base_dir`: the pipeline file's folder (relative paths in REST bodies resolve against it)."""
+        extra: dict[str, Any] = {"base_dir": base_dir} if base_dir else {}
+        if config.control.enabled and config.control.legacy_api:
+            from lens.control.legacy.state import effective_config
+
+            # changes an orchestrator made through the legacy routes, saved by an earlier run
+            config, extra["legacy_problems"] = effective_config(config, base_dir)
         self.config = config
         prefix = shm.new_run_prefix()
-        extra = {"base_dir": base_dir} if base_dir else {}
         self.ctx = RunContext(prefix, str(shm.run_dir(prefix)), os.getpid(), config, log_level, extra)
         self.slots: dict[str, Slot] = {}
         self.stats: Stats | None = None
@@ -170,6 +176,8 @@ class Supervisor:
                     answer: dict[str, Any] = {"processes": self.processes()}
                 elif cmd == "restart":
                     answer = {"restarted": self.restart_group(str(request.get("group", "")))}
+                elif cmd == "cameras":
+                    answer = {"restarted": self.reconfigure_cameras(request.get("cameras") or {})}
                 else:
                     answer = {"error": f"unknown command {cmd!r}"}
             except Exception as e:  # a bad request must not take the supervisor down
@@ -195,9 +203,9 @@ class Supervisor:
     def restart_group(self, group: str) -> list[str]:
         """Planned restart of every process whose name starts with `group` (e.g. `capture`: reopen
         every source). Not counted as a crash restart; announced as `event.process`."""
-        if group not in ("capture", "serial", "worker"):
-            raise ValueError(f"group must be capture, serial or worker, not {group!r}")
-        names = [name for name in self.slots if name.startswith(group)]
+        if group.split("-")[0] not in ("capture", "serial", "worker"):
+            raise ValueError(f"group must be capture, serial or worker (or one of them), not {group!r}")
+        names = [name for name in self.slots if name == group or name.startswith(f"{group}-")]
         for name in names:
             slot = self.slots[name]
             if slot.proc.is_alive():
@@ -207,10 +215,30 @@ class Supervisor:
                     slot.proc.kill()
                     slot.proc.join(2.0)
             slot.proc.close()
+            if name.startswith("capture-") and self.stats is not None:  # until the new one opens its source
+                cam = self.ctx.cameras.index(name.removeprefix("capture-"))
+                self.stats.camera(cam)[CAM["health"]] = HEALTH.index("starting")
             slot.proc = slot.make()
             slot.proc.start()
             slot.next_start = 0.0
             self._event(name=name, state="restarted", planned=True, pid=slot.proc.pid)
+        return names
+
+    def reconfigure_cameras(self, cameras: dict[str, dict[str, Any]]) -> list[str]:
+        """New configs for some cameras (source, capture, trigger; the dispatcher has taken them
+        first): their captures restart with them, reopening the source (a new ring if the frame size
+        changed). The configs given to later (re)started children are the new ones too."""
+        config = self.config.model_copy(deep=True)
+        index = {cam.id: i for i, cam in enumerate(config.cameras)}
+        for cam_id, data in cameras.items():
+            if cam_id not in index:
+                raise ValueError(f"no camera {cam_id!r}")
+            config.cameras[index[cam_id]] = CameraConfig.model_validate({**data, "id": cam_id})
+        self.config = config
+        self.ctx = dataclasses.replace(self.ctx, config=config)
+        names = []
+        for cam_id in cameras:
+            names += self.restart_group(f"capture-{cam_id}")
         return names
 
     def _event(self, **fields: Any) -> None:

@@ -19,13 +19,21 @@ import zmq
 from lens.config.models import InspectionConfig, PipelineConfig
 from lens.engine import msgs
 from lens.engine.bus import pack, unpack
-from lens.engine.envelope import LENS_INSPECTION_ERROR, LENS_OVERRUN, Job, error_envelope, image_envelope
+from lens.engine.envelope import (
+    IMAGE_ALL,
+    IMAGE_FAILED,
+    IMAGE_POLICIES,
+    LENS_INSPECTION_ERROR,
+    LENS_OVERRUN,
+    Job,
+    error_envelope,
+    image_envelope,
+)
 from lens.engine.process import LensProcess, RunContext
 from lens.engine.ring import Ring
 from lens.inspect.runner import ToolChain, inspect_frame
 
 log = logging.getLogger("lens.worker")
-_POLICY_RANK = {"none": 0, "failed": 1, "all": 2}
 
 
 def image_policy(config: PipelineConfig) -> str:
@@ -33,7 +41,7 @@ def image_policy(config: PipelineConfig) -> str:
     policies = [config.control.log.images if config.control.enabled else "none"]
     if config.outputs.image_log is not None:
         policies.append(config.outputs.image_log.keep)
-    return max(policies, key=_POLICY_RANK.__getitem__)
+    return max(policies, key=IMAGE_POLICIES.index)
 
 
 class Inspector:
@@ -53,6 +61,7 @@ class Inspector:
     ) -> None:
         self.machine_id = machine_id
         self.policy = policy
+        self.level = IMAGE_POLICIES.index(policy)
         self.jpeg_quality = jpeg_quality or {}
         self.last_image: bytes | None = None  # msgpack image envelope of the last job, if one was made
         self.chains: dict[int, ToolChain] = {chain.version: chain}
@@ -90,7 +99,8 @@ class Inspector:
         frame = ring.view(job.slot)
         outcome, env = inspect_frame(chain, self.machine_id, job, frame)
         self.last_timings = [t["elapsed_us"] for t in env["tools"].values()]
-        if job.image or self.policy == "all" or (self.policy == "failed" and outcome != msgs.PASSED):
+        level = max(job.image, self.level)  # the pipeline's policy, or what the dispatcher asks now
+        if level == IMAGE_ALL or (level == IMAGE_FAILED and outcome != msgs.PASSED):
             self.last_image = self._jpeg(job, frame)
         if not ring.valid(job.slot, job.seq):  # whatever the tools said, the pixels were not one frame
             self.last_image = None

@@ -22,7 +22,9 @@ from collections import deque
 from pathlib import Path
 
 import zmq
+from pydantic import ValidationError
 
+from lens.config.models import CameraConfig
 from lens.engine import msgs
 from lens.engine.bus import InternalBus, Publisher, event_topic, image_topic, pack, result_topic, unpack
 from lens.engine.envelope import LENS_WORKER_CRASHED, Job, error_envelope, event_envelope
@@ -76,19 +78,7 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
         self._load_inspection()
         self.cams = [CameraState(i, c, self.stats.camera(i)) for i, c in enumerate(cfg.cameras)]
         for cam in self.cams:
-            trig = cam.config.trigger
-            if trig.type in EVENT_TRIGGERS:
-                max_ready = max(1, cam.config.ring.slots - 3)  # leave the writer slots to write into
-                cam.events = EventTriggers(trig.timeout_ms / 1000.0, max_ready)
-            if trig.type == "motion":
-                from lens.triggers.motion import MotionDetector
-
-                cam.motion = MotionDetector(trig)
-            if trig.type == "cron":
-                from croniter import croniter
-
-                # the schedule starts when the camera first comes up (see _on_hello)
-                cam.cron = croniter(trig.expr, time.time(), second_at_beginning=len(trig.expr.split()) == 6)
+            self._setup_trigger(cam)
         self.rings: dict[str, Ring] = {}
         self.known_workers: set[bytes] = set()
         self.idle: deque[bytes] = deque()
@@ -96,6 +86,50 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
         self.credit_due: list[tuple[float, int]] = []  # (when, camera index)
         self.rr = 0  # round-robin start over cameras
         self._init_runstate()
+
+    def _setup_trigger(self, cam: CameraState) -> None:
+        trig = cam.config.trigger
+        cam.events = cam.motion = cam.cron = None
+        cam.next_fire = float("inf")
+        if trig.type in EVENT_TRIGGERS:
+            max_ready = max(1, cam.config.ring.slots - 3)  # leave the writer slots to write into
+            cam.events = EventTriggers(trig.timeout_ms / 1000.0, max_ready)
+        if trig.type == "motion":
+            from lens.triggers.motion import MotionDetector
+
+            cam.motion = MotionDetector(trig)
+        if trig.type == "cron":
+            from croniter import croniter
+
+            # the schedule starts when the camera first comes up (see _on_hello)
+            cam.cron = croniter(trig.expr, time.time(), second_at_beginning=len(trig.expr.split()) == 6)
+
+    def _reconfigure(self, camera_id: str, data: dict) -> str:
+        """Take a camera's new config (its capture is restarted next by the supervisor, which says HELLO
+        again). Returns an error message, or "" once done."""
+        cam = self._camera(camera_id)
+        if cam is None:
+            return f"no camera {camera_id!r}"
+        try:
+            new = CameraConfig.model_validate({**data, "id": camera_id})
+        except ValidationError as e:
+            return f"camera {camera_id}: {e}"
+        if "serial" in (new.trigger.type, cam.config.trigger.type) and new.trigger != cam.config.trigger:
+            return (
+                f"camera {camera_id}: a serial trigger is changed in the pipeline file (and lens restarted)"
+            )
+        if cam.events is not None and (cam.events.waiting or cam.events.ready or cam.events.order):
+            n = len(cam.events.order)
+            return f"camera {camera_id} has {n} trigger(s) in progress; try again when they are answered"
+        cam.config = new
+        self._setup_trigger(cam)
+        cam.pending.clear()
+        self.credit_due = [c for c in self.credit_due if c[1] != cam.index]
+        self.ctx.config.cameras[cam.index] = new
+        log.info(
+            "camera %s reconfigured: %s source, %s trigger", camera_id, new.source.type, new.trigger.type
+        )
+        return ""
 
     # -- the loop -----------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import zmq
 
 from lens.engine import msgs
 from lens.engine.bus import pack
-from lens.engine.envelope import LENS_OVERRUN, Job, error_envelope
+from lens.engine.envelope import IMAGE_ALL, LENS_OVERRUN, Job, error_envelope
 from lens.engine.stats import CAM, RUN
 from lens.triggers.camera import CameraState
 from lens.triggers.events import Failure, Fired
@@ -37,7 +37,7 @@ class EventDispatch:
     def _count(self, cam: CameraState, outcome: int) -> None: ...
     def _publish_result(self, cam: CameraState, job: Job, outcome: int, payload: Any) -> None: ...
     # (implemented by RunState, which comes before this mixin in the Dispatcher's bases)
-    def _wants_image(self, cam: CameraState) -> bool: ...
+    def _wants_image(self, cam: CameraState) -> int: ...
     def _refuse_stopped(self, cam: CameraState) -> str: ...
 
     def _dispatch_triggered(self) -> None:
@@ -54,9 +54,11 @@ class EventDispatch:
                 if item is None:
                     continue
                 fired, frame = item
+                # a manual trigger's result always carries its JPEG (someone is waiting to see it)
+                image = IMAGE_ALL if fired.source == "manual" else self._wants_image(cam)
                 job = Job(fired.result_id, cam.index, cam.config.id, cam.ring.name, frame.slot, frame.seq,
                           frame.frame_id, frame.captured_at, fired.source, fired.at, self.version,
-                          fired.trigger_id, self.mode, self._wants_image(cam))  # fmt: skip
+                          fired.trigger_id, self.mode, image)  # fmt: skip
                 worker = self.idle.popleft()
                 try:
                     self.hub.send_multipart((worker, msgs.JOB, pack(job.to_wire())))

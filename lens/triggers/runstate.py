@@ -22,6 +22,7 @@ import zmq
 
 from lens.engine import msgs
 from lens.engine.bus import pack
+from lens.engine.envelope import IMAGE_ALL, IMAGE_NONE, IMAGE_POLICIES
 from lens.engine.process import RunContext
 from lens.engine.stats import CAM, MODES, RUN, STATES
 from lens.triggers.camera import CameraState
@@ -39,6 +40,7 @@ class RunState:
 
     def _grant(self, cam: CameraState, n: int) -> None: ...
     def _publish_event(self, kind: str, fields: dict) -> None: ...
+    def _reconfigure(self, camera_id: str, data: dict) -> str: ...
 
     def _init_runstate(self) -> None:
         ctl = self.ctx.config.control
@@ -48,6 +50,8 @@ class RunState:
         self.mode = MODES[mode_v - 1] if mode_v else "RUN"
         self.test_pace_s = 1.0 / ctl.test_rate_hz
         self.image_every_s = min(1.0, ctl.summary_interval_s)
+        images_v = int(self.run_row[RUN["images"]])
+        self.images = images_v - 1 if images_v else IMAGE_NONE  # beyond the pipeline's own policy
         self._write_gauges()
         for cam in self.cams:
             cam.pace_s = self.test_pace_s if self.mode == "TEST" else 0.0
@@ -59,15 +63,23 @@ class RunState:
     def _write_gauges(self) -> None:
         self.run_row[RUN["state"]] = STATES.index(self.state) + 1
         self.run_row[RUN["mode"]] = MODES.index(self.mode) + 1
+        self.run_row[RUN["images"]] = self.images + 1
 
     def _on_control(self, ident: bytes, body: dict, sock: zmq.Socket) -> None:
-        state, mode = body.get("state"), body.get("mode")
+        state, mode, images = body.get("state"), body.get("mode"), body.get("images")
         if state is not None and state not in STATES:
             error = f"state must be one of {', '.join(STATES)}, not {state!r}"
         elif mode is not None and mode not in MODES:
             error = f"mode must be one of {', '.join(MODES)}, not {mode!r}"
+        elif images is not None and images not in IMAGE_POLICIES:
+            error = f"images must be one of {', '.join(IMAGE_POLICIES)}, not {images!r}"
         else:
-            error = ""
+            cameras = body.get("cameras") or {}
+            error = "cameras must map camera ids to configs" if not isinstance(cameras, dict) else ""
+            for cam_id, data in cameras.items() if not error else ():
+                error = self._reconfigure(str(cam_id), data if isinstance(data, dict) else {})
+                if error:
+                    break
         if error:
             sock.send_multipart((ident, msgs.NACK, pack({"error": error})))
             return
@@ -75,8 +87,18 @@ class RunState:
             self._set_mode(mode)
         if state is not None:
             self._set_state(state)
+        if images is not None and IMAGE_POLICIES.index(images) != self.images:
+            self.images = IMAGE_POLICIES.index(images)
+            self._write_gauges()
+            log.info("images of results: %s (besides the pipeline's policy)", images)
         rings = {c.config.id: c.ring.name for c in self.cams if c.ring is not None}
-        sock.send_multipart((ident, msgs.ACK, pack({"state": self.state, "mode": self.mode, "rings": rings})))
+        answer = {
+            "state": self.state,
+            "mode": self.mode,
+            "images": IMAGE_POLICIES[self.images],
+            "rings": rings,
+        }
+        sock.send_multipart((ident, msgs.ACK, pack(answer)))
 
     def _set_state(self, state: str) -> None:
         if state == self.state:
@@ -123,15 +145,16 @@ class RunState:
         if lacking > 0:
             self._grant(cam, lacking)
 
-    def _wants_image(self, cam: CameraState) -> bool:
-        """Should this job's result carry its JPEG? Every one in TEST mode; else one per period."""
+    def _wants_image(self, cam: CameraState) -> int:
+        """Which outcomes of this job get their JPEG: all in TEST mode and for one job per period,
+        else those of the policy asked at run time (`images`, e.g. the legacy inspection log's)."""
         if self.mode == "TEST":
-            return True
+            return IMAGE_ALL
         now = time.monotonic()
         if now >= cam.image_due:
             cam.image_due = now + self.image_every_s
-            return True
-        return False
+            return IMAGE_ALL
+        return self.images
 
     def _refuse_stopped(self, cam: CameraState) -> str:
         cam.row[CAM["skipped_stopped"]] += 1

@@ -90,6 +90,7 @@ def expected_tools(img: np.ndarray) -> dict[str, Any]:
                 "count": count,
                 "total_area": sum(b["area"] for b in blobs),
                 "largest_area": max((b["area"] for b in blobs), default=0),
+                "roi_area": img.shape[0] * img.shape[1],
             },
             "blobs": blobs,
             "detections": [

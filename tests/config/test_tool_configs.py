@@ -457,7 +457,7 @@ MINIMAL = {
     "blur": ("", "mean, value"),
     "threshold": ("", "count, level, ratio, value"),
     "morphology": ("", "count, value"),
-    "blob": ("", "count, largest_area, total_area, value"),
+    "blob": ("", "count, largest_area, roi_area, total_area, value"),
     "edge_detection": ("", "count, density, value"),
     "locate": (
         "      params: {p0: [1, 2], p1: [90, 2]}\n",

@@ -44,7 +44,7 @@ MATH = "    - name: m\n      type: math\n"
 NOT_ALLOWED = "has characters that are not allowed"
 NOT_ENDPOINT = "is not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)"
 FUNCS = "(known: abs, max, min, round, sqrt)"
-BLOB_MEASURES = "(count, largest_area, total_area, value)"
+BLOB_MEASURES = "(count, largest_area, roi_area, total_area, value)"
 
 INVALID: list[tuple[str, str, list[Issue]]] = [
     # wrong types

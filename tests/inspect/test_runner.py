@@ -211,6 +211,7 @@ def test_blob_equals_opencv_in_frame_coordinates(roi: dict[str, int], params: di
         "count": len(ref),
         "total_area": sum(b["area"] for b in ref),
         "largest_area": max(b["area"] for b in ref),
+        "roi_area": (x1 - x0) * (y1 - y0),
     }
     assert_same_blobs(t["blobs"], ref)
     assert t["detections"] == [
@@ -386,7 +387,7 @@ def test_result_keys_and_elapsed() -> None:
     assert (tools["g"]["type"], tools["g"]["method"]) == ("grayscale", "weighted")
     assert (tools["b"]["type"], tools["b"]["method"]) == ("blob", "threshold")
     assert tools["m"]["type"] == "math"
-    assert set(tools["b"]["measures"]) == {"count", "total_area", "largest_area"}
+    assert set(tools["b"]["measures"]) == {"count", "total_area", "largest_area", "roi_area"}
     for t in tools.values():
         assert isinstance(t["elapsed_us"], float) and t["elapsed_us"] >= 0
     assert set(tools["b"]["blobs"][0]) == {"x", "y", "w", "h", "area", "cx", "cy"}

@@ -486,6 +486,7 @@ def test_blob_in_circle_and_ellipse_rois_equals_opencv(
         "count": len(want),
         "total_area": sum(x["area"] for x in want),
         "largest_area": max(x["area"] for x in want),
+        "roi_area": int(at.full.sum()),  # the shape's pixels inside the frame
     }, what
     assert_same_blobs(b["blobs"], want, what)
     # every blob lies inside the shape, in frame coordinates

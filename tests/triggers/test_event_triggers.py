@@ -16,7 +16,7 @@ import zmq
 from lens.config.load import load_pipeline_text
 from lens.engine.bus import unpack
 from lens.engine.client import EngineClient
-from lens.engine.stats import CAM
+from lens.engine.stats import CAM, HEALTH
 from lens.engine.supervisor import Supervisor
 from tests.lensrun import free_port
 
@@ -53,6 +53,12 @@ control: {{enabled: false}}
         self.results: list[dict[str, Any]] = []
         self.sup = Supervisor(cfg)
         self.sup.start()
+
+    def wait_online(self) -> None:
+        """Until the camera's source is open (triggers before that are answered with errors)."""
+        assert self.sup.stats is not None
+        row = self.sup.stats.camera(0)
+        self.until(lambda: int(row[CAM["health"]]) == HEALTH.index("online"))
 
     def until(self, cond: Callable[[], bool], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -93,7 +99,7 @@ def assert_one_result_per_trigger(results: list[dict[str, Any]], rids: list[int]
 
 def test_manual_triggers_each_get_their_own_frame_in_order(engine: Callable[..., Engine]) -> None:
     e = engine("{type: manual}")
-    time.sleep(0.5)
+    e.wait_online()
     with EngineClient(e.command) as client:
         rids = [client.trigger("cam0", f"t{i}") for i in range(40)]
     e.until(lambda: len(e.results) >= 40)
@@ -113,7 +119,7 @@ def test_saturated_workers_answer_every_trigger_with_a_result_or_an_error(
 ) -> None:
     tools = SLOW.format(ms=30)
     e = engine("{type: manual, timeout_ms: 300}", tools=tools, workers=1, slots=8)
-    time.sleep(0.5)
+    e.wait_online()
     with EngineClient(e.command) as client:
         rids = [client.trigger(0, f"b{i}") for i in range(60)]  # far faster than one worker at 30 ms
     e.until(lambda: len(e.results) >= 60)

@@ -1,8 +1,9 @@
 """`blob`: band threshold [th_min, th_max] + 8-connected components, with an area filter.
 
-value = number of blobs kept; measures count, total_area, largest_area; every blob's bbox, area and
-centroid in frame coordinates (first `max_blobs`), and the same blobs as detections. With a circle
-or ellipse ROI, pixels outside the shape are background.
+value = number of blobs kept; measures count, total_area, largest_area, roi_area (the pixels inside
+the ROI: its clipped rectangle, or the shape's pixels for a circle or ellipse); every blob's bbox,
+area and centroid in frame coordinates (first `max_blobs`), and the same blobs as detections. With a
+circle or ellipse ROI, pixels outside the shape are background.
 """
 
 from __future__ import annotations
@@ -35,5 +36,5 @@ class Blob(Tool):
             blobs.append({"x": box[0], "y": box[1], "w": box[2], "h": box[3], "area": int(area),
                           "cx": round(cx, 2), "cy": round(cy, 2)})  # fmt: skip
             detections.append({"class": self.name, "confidence": 1.0, "bbox": box})
-        return Measurement(count, {"count": count, "total_area": total, "largest_area": largest},
-                           {"blobs": blobs, "detections": detections})  # fmt: skip
+        measures = {"count": count, "total_area": total, "largest_area": largest, "roi_area": region.pixels}
+        return Measurement(count, measures, {"blobs": blobs, "detections": detections})
