@@ -65,7 +65,7 @@ def _cmd_trigger(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from bench.runner import run_bench
 
-    return run_bench(args.suites, json_path=args.json, quick=args.quick)
+    return run_bench(args.suites, json_path=args.json, quick=args.quick, soak=args.soak)
 
 
 def _cmd_warmup(args: argparse.Namespace) -> int:
@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("suites", nargs="*", default=[], help="suites to run (default: all)")
     s.add_argument("--json", default=None, help="write results to this JSON file")
     s.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
+    s.add_argument(
+        "--soak", type=float, default=None, metavar="SECONDS", help="e2e: soak the demo this long, too"
+    )
     s.set_defaults(fn=_cmd_bench)
 
     s = sub.add_parser("warmup", help="compile every numba kernel into the on-disk cache")
