@@ -1,6 +1,6 @@
-"""The AnalyticLens inspection log book (lens/control/legacy/alog.py): the .alog format, the logging
-config, the SQLite log book with its batching and max_logs rules, and the upload to a real HTTP
-server on loopback that parses the multipart body as Django would."""
+"""The AnalyticLens inspection log (lens/control/legacy/alog.py, logbook.py, upload.py): the .alog
+format, the logging config, the SQLite log book with its batching and max_logs rules, and the upload
+to a real HTTP server on loopback that parses the multipart body as Django would."""
 
 from __future__ import annotations
 
@@ -28,14 +28,14 @@ from lens.control.legacy.alog import (
     ALOG_MAGIC,
     ALOG_VERSION,
     AlogError,
-    LogBook,
     LogEntry,
     LoggingConfig,
     alog_name,
     decode_alog,
     encode_alog,
-    sync,
 )
+from lens.control.legacy.logbook import LogBook
+from lens.control.legacy.upload import sync
 
 MACHINE = "vm_042"
 

@@ -5,6 +5,7 @@ client, `.alog` upload to a loopback orchestrator, and legacy changes surviving 
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,6 +204,34 @@ def test_config_tool_and_delete_tool(lens: Lens) -> None:
     )
 
 
+def test_tools_changed_through_api_v1_show_as_native_tools(lens: Lens) -> None:
+    """Once the tools change through /api/v1, the legacy view shows them (not the last legacy PUT),
+    also after results of the new version went through the inspection log."""
+    lens.ok("PUT", "/api/inspection_config", json={"tools": LEGACY_TOOLS})
+    lens.ok("PUT", "/api/logging_config", json={"enabled": True, "policy": "ALL", "batch_size": 1})
+    token = lens.open_session("orch-legacy")
+    try:
+        native = [{"name": "only_blob", "type": "blob", "params": {"th_min": 128}}]
+        version = lens.ok("PUT", "/api/v1/inspection", token, json={"tools": native})["version"]
+    finally:
+        lens.ok("DELETE", "/api/v1/session", token)
+    start = len(lens.run.results)
+    lens.run.wait_for(
+        lambda: any(r["inspection_version"] == version for r in lens.run.results[start:]), 30, "new version"
+    )
+    logged = legacy(lens)["logs_count"]
+    lens.wait(lambda: legacy(lens)["logs_count"] >= logged + 5, 30, "results of the new version logged")
+    try:
+        tools = lens.ok("GET", "/api/inspection_config")["tools"]
+        assert [(t["id"], t["name"], t["type"], len(t["native"])) for t in tools] == [
+            (0, "only_blob", "blob", 1)
+        ]
+    finally:
+        lens.ok("PUT", "/api/logging_config", json={"enabled": False})
+        control(lens, "clear_logs")
+        lens.ok("PUT", "/api/inspection_config", json={"tools": LEGACY_TOOLS})
+
+
 def test_logging_policy_logs_sync_and_clear(lens: Lens) -> None:
     assert "logging_config" in failed(lens, "PUT", "/api/logging_config", 500, json={"policy": "SOME"})
     patch = {
@@ -219,6 +248,9 @@ def test_logging_policy_logs_sync_and_clear(lens: Lens) -> None:
     lens.wait(lambda: legacy(lens)["logs_count"] == 5, 30, "5 logs kept (keep_last, max_logs 5)")
     lens.ok("PUT", "/api/logging_config", json={"enabled": False})
     assert "django_url is not configured" in failed(lens, "POST", "/api/logs/sync", 400, json={})
+    bad = failed(lens, "POST", "/api/logs/sync", 400, json={"django_url": "http://"})
+    assert bad == "django_url is not configured (got 'http://'): send it in the body"
+    assert "django_url is not configured" in failed(lens, "POST", "/api/logs/sync", 400, json={})  # not saved
     orch = Orchestrator(free_port())
     orch.up()
     try:
@@ -242,36 +274,53 @@ def test_logging_policy_logs_sync_and_clear(lens: Lens) -> None:
     assert control(lens, "clear_logs") == {"success": True, "removed": 0, "errors": 0, "remaining": 0}
 
 
+class LiveClient:
+    """A python-socketio client of the live view that keeps the events it receives."""
+
+    def __init__(self, lens: Lens) -> None:
+        self.events: dict[str, list[Any]] = {"connected": [], "status_update": [], "test_result": []}
+        self.got = threading.Condition()
+        self.client = socketio.Client(reconnection=False)
+        for name in self.events:
+
+            def handler(data: Any = None, name: str = name) -> None:
+                with self.got:
+                    self.events[name].append(data)
+                    self.got.notify_all()
+
+            self.client.on(name, handler)
+        self.client.connect(lens.url, transports=["websocket"], wait_timeout=20)
+
+    def wait_for(self, name: str, n: int = 1, cond: Any = None) -> list[Any]:
+        """The events `name` once there are `n` (satisfying `cond`, if given)."""
+
+        def enough() -> bool:
+            return sum(cond is None or cond(e) for e in self.events[name]) >= n
+
+        with self.got:
+            assert self.got.wait_for(enough, 30), f"no {n} {name} events: {self.events}"
+            return self.events[name]
+
+
+@contextlib.contextmanager
+def live_client(lens: Lens) -> Iterator[LiveClient]:
+    live = LiveClient(lens)
+    try:
+        yield live
+    finally:
+        live.client.disconnect()
+
+
 def test_live_view_over_socketio(lens: Lens) -> None:
-    events: dict[str, list[Any]] = {"connected": [], "status_update": [], "test_result": []}
-    got = threading.Condition()
-    client = socketio.Client(reconnection=False)
-    for name in events:
-
-        def handler(data: Any = None, name: str = name) -> None:
-            with got:
-                events[name].append(data)
-                got.notify_all()
-
-        client.on(name, handler)
-
-    def wait_for(name: str, n: int = 1) -> list[Any]:
-        with got:
-            assert got.wait_for(lambda: len(events[name]) >= n, 30), f"no {name} event: {events}"
-            return events[name]
-
     control(lens, "change_mode", mode="TESTE")
     control(lens, "start_inspection")
-    client.connect(lens.url, transports=["websocket"], wait_timeout=20)
-    try:
-        hello = wait_for("connected")[0]
+    with live_client(lens) as live:
+        hello = live.wait_for("connected")[0]
         assert hello == {"machine_id": "vm_ctl", "status": "running", "mode": "TESTE"}
-        client.emit("request_status")
-        update = wait_for("status_update")[0]
+        live.client.emit("request_status")
+        update = live.wait_for("status_update")[0]
         assert {k: update[k] for k in ("machine_id", "status", "mode")} == hello and update["timestamp"]
-        results = wait_for("test_result", 3)
-    finally:
-        client.disconnect()
+        results = list(live.wait_for("test_result", 3))
     first = results[0]
     for key in ("aprovados", "reprovados", "frame", "time", "tools", "result", "timestamp", "source_type",
                 "mode", "image_base64", "mime", "resolution"):  # fmt: skip
@@ -287,6 +336,20 @@ def test_live_view_over_socketio(lens: Lens) -> None:
         assert all({"tool_id", "tool_name", "tool_type", "pass_fail"} <= set(t) for t in r["result"])
     control(lens, "change_mode", mode="RUN")
     control(lens, "start_inspection")
+
+
+def test_every_trigger_result_reaches_the_live_view_in_run(lens: Lens) -> None:
+    """RUN shows at most one result a second, but never hides a manual trigger's."""
+    lens.ok("PUT", "/api/trigger_config", json={"type": "trigger"})
+    wait_status(lens, "running")
+    try:
+        with live_client(lens) as live:
+            live.wait_for("connected")
+            rids = {control(lens, "trigger")["result_id"] for _ in range(3)}
+            shown = live.wait_for("test_result", 3, lambda m: m["result_id"] in rids)
+        assert {m["mode"] for m in shown if m["result_id"] in rids} == {"RUN"}
+    finally:
+        lens.ok("PUT", "/api/trigger_config", json={"type": "continuous", "interval_ms": 100})
 
 
 def test_source_config_reopens_the_camera_and_fails_into_error(lens: Lens, tmp_path: Path) -> None:

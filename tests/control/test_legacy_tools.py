@@ -12,13 +12,11 @@ import pytest
 
 from lens.capture.sources.synthetic import SyntheticScene
 from lens.config.models import InspectionConfig
-from lens.control.legacy.tools import (
-    LegacyToolError,
-    Translation,
-    legacy_results,
-    native_to_legacy,
-    translate,
-)
+from lens.control.legacy.model import LegacyToolError, Translation
+from lens.control.legacy.results import legacy_results
+from lens.control.legacy.toollist import ToolListError, parse_id, remove_tool, tool_ids, upsert_tool
+from lens.control.legacy.tools import translate
+from lens.control.legacy.view import native_to_legacy
 from lens.inspect.runner import ToolChain
 
 SEED = 31  # the synthetic scenes below come from this seed
@@ -998,3 +996,64 @@ def test_unlimited_values() -> None:
         tool = tr.native["tools"][0]
         assert "area_max" not in tool["params"]
         assert tool["pass_fail"] == {"measures": {"total_area": {"min": 0.0, "max": None}}}
+
+
+def test_roi_after_is_shifted_in_the_rois_own_shape() -> None:
+    """debug.roi_debug.roi_after moves the keys the ROI was read from (a `rect` object without
+    `shape` is a rect, as for translation)."""
+    locate = {
+        "name": "edge",
+        "type": "locate",
+        "threshold": 30,
+        "arrow": {"p0": {"x": 10, "y": 60}, "p1": {"x": 150, "y": 60}},
+        "reference": {"x": 60, "y": 60},
+        "apply_transform": True,
+    }
+    rois = [
+        {"rect": {"x": 40, "y": 40, "w": 20, "h": 30}},
+        {"shape": "Circle", "circle": {"cx": 50, "cy": 55, "r": 10}},
+    ]
+    tr = translate([locate, *({"name": f"b{i}", "type": "blob", "ROI": r} for i, r in enumerate(rois))])
+    env = run(tr, step_image())
+    dx = round(env["tools"]["edge"]["measures"]["x"] - 60)
+    assert dx > 0
+    results, _ = legacy_results(tr, env, frame_size=(160, 120))
+    assert results[1]["debug"]["roi_debug"]["roi_after"] == {
+        "rect": {"x": 40 + dx, "y": 40, "w": 20, "h": 30}
+    }
+    assert results[2]["debug"]["roi_debug"]["roi_after"] == {
+        "shape": "Circle",
+        "circle": {"cx": 50 + dx, "cy": 55, "r": 10},
+    }
+
+
+def test_a_malformed_native_entry_is_the_tools_error() -> None:
+    """`native` (kept from a GET) that does not validate names the tool and the field."""
+    bad = {"name": "l", "type": "locate", "native": [{"name": "l", "type": "locate", "params": {}}]}
+    with pytest.raises(LegacyToolError, match=r"^tools\[0\] \(l\)\.native\.params\.p0: Field required"):
+        translate([bad])
+    bad_roi = {"name": "g", "type": "grayscale", "native": {"name": "g", "type": "grayscale", "roi": "all"}}
+    with pytest.raises(LegacyToolError, match=r"^tools\[0\] \(g\)\.native"):
+        translate([bad_roi])
+
+
+def test_tool_list_edits_take_the_list_index_as_the_id_of_a_tool_without_one() -> None:
+    tools: list[dict[str, Any]] = [
+        {"name": "a", "type": "grayscale"},
+        {"name": "b", "type": "blur", "id": None},
+        {"name": "c", "type": "blur", "id": "7"},
+    ]
+    assert tool_ids(tools) == [0, 1, 7]
+    out, tool, action = upsert_tool(tools, {"id": 1, "name": "b", "type": "blur", "ksize": 5})
+    assert (action, tool, out[1]) == ("updated", out[1], {"id": 1, "name": "b", "type": "blur", "ksize": 5})
+    out, tool, action = upsert_tool(tools, {"id": 0, "name": "z", "type": "grayscale"})
+    assert (action, tool["id"], len(out)) == ("added", 8, 4)  # 0 is a's: the next free id
+    assert [t.tool_id for t in translate(out).tools] == [0, 1, 7, 8]
+    out, removed = remove_tool(tools, 1)
+    assert (removed["name"], [t["name"] for t in out]) == ("b", ["a", "c"])
+    with pytest.raises(ToolListError, match=r"^no tool with id 3$"):
+        remove_tool(tools, 3)
+    with pytest.raises(ToolListError, match=r"^name is missing$"):
+        upsert_tool(tools, {"id": 3})
+    with pytest.raises(ToolListError, match=r"^tool id True is not an integer$"):
+        parse_id(True)

@@ -1,5 +1,6 @@
-"""The old machine as the orchestrator sees it: status, commands, config sections, error state,
-inspection log and live results, all on top of the control service (no engine of its own).
+"""The old machine as the orchestrator sees it: status, config sections, error state and log sync,
+all on top of the control service (no engine of its own). Its commands are in `commands`; each
+result goes to the inspection log and the live view through `feed`.
 
 Status: lens `running` is `running`; `stopped` and `maintenance` are `idle`; `error` is a legacy
 error (a source that failed to open, `POST /api/error`, a saved change that could not be applied)
@@ -11,20 +12,25 @@ when inspection starts or the mode changes.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
+import sqlite3
 import time
-import uuid
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from lens.capture.sources.urls import mask_url
 from lens.config.load import ConfigError, validate_data
 from lens.config.models import InspectionConfig
 from lens.control.engine import EngineError
 from lens.control.errors import ApiError
-from lens.control.legacy.alog import LogBook, LogEntry, LoggingConfig
+from lens.control.legacy.alog import LoggingConfig
+from lens.control.legacy.commands import MODES_TO_LEGACY, Commands
+from lens.control.legacy.errors import LegacyHttpError, error_message
+from lens.control.legacy.feed import ResultFeed
+from lens.control.legacy.logbook import LogBook
+from lens.control.legacy.model import LegacyToolError
 from lens.control.legacy.state import (
     DEFAULT_SOURCE,
     DEFAULT_TRIGGER,
@@ -35,15 +41,9 @@ from lens.control.legacy.state import (
     trigger_to_legacy,
     trigger_to_native,
 )
-from lens.control.legacy.tools import (
-    LegacyToolError,
-    Translation,
-    legacy_results,
-    native_to_legacy,
-    translate,
-)
-from lens.control.memlog import Image
-from lens.engine.bus import unpack
+from lens.control.legacy.tools import translate
+from lens.control.legacy.upload import sync, upload_url
+from lens.control.legacy.view import native_to_legacy
 from lens.engine.stats import CAM, HEALTH
 
 if TYPE_CHECKING:
@@ -51,26 +51,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lens.control.legacy")
 
-MODES_TO_LEGACY = {"RUN": "RUN", "TEST": "TESTE"}
-MODES_FROM_LEGACY = {"RUN": "RUN", "TESTE": "TEST", "PRODUCAO": "RUN", "PRODUÇÃO": "RUN", "TEST": "TEST"}
 SOURCE_WAIT_S = 5.0  # PUT /api/source_config waits this long for the camera to come online
-RUN_LIVE_EVERY_S = 1.0  # RUN mode: at most one live `test_result` a second (as the old machine)
-LIVE_QUEUE = 32  # live messages waiting for the Socket.IO emitter; older ones are dropped (counted)
+SYNC_BUDGET_S = 45.0  # the orchestrator waits 60 s for /api/logs/sync: no new upload starts after this
 IMAGE_POLICY = {"ALL": "all", "APPROVED": "all", "REJECTED": "failed"}
 
 
-class LegacyHttpError(Exception):
-    """Answered as `{"success": false, "error": message}` with `status` (the old machine's codes)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def local_time(epoch: float) -> str:
-    """The old machine's inspection timestamps: local time, `YYYY-MM-DD HH:MM:SS`."""
-    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+def utc_timestamp() -> str:
+    """Now as the old machine's status stamps: UTC ISO 8601 without offset."""
+    return datetime.now(UTC).replace(tzinfo=None).isoformat()
 
 
 class LegacyMachine:
@@ -79,30 +67,29 @@ class LegacyMachine:
         ctl = svc.config.control
         self.state = LegacyState(ctl.legacy_state)
         problems = list(svc.ctx.extra.get("legacy_problems") or [])
+        try:
+            self.logging = LoggingConfig.merged(LoggingConfig(), self.state.get("logging_config") or {})
+        except ValueError as e:
+            problems.append(f"{self.state.path}: logging_config not applied: {e}")
+            log.error("%s", problems[-1])
+            self.logging = LoggingConfig()
         self.error_msg = "; ".join(problems)  # a saved change that could not be applied at start
         self.camera = svc.config.cameras[0].id
         self.base: dict[str, int] = {"passed": 0, "failed": 0, "inspected": 0}
-        self.logging = LoggingConfig.merged(LoggingConfig(), self.state.get("logging_config") or {})
         self.book = LogBook(ctl.db, self.logging)
-        self.translation: Translation | None = None
-        self.translation_version = -1
-        self.live: asyncio.Queue[dict[str, Any]] = asyncio.Queue(LIVE_QUEUE)
-        self.live_clients = 0
-        self.live_dropped = 0
-        self.last_live = 0.0
-        self.book_errors = 0
-        self.logged_without_image = 0
+        self.view: tuple[int, dict[str, Any]] | None = None  # (version, legacy inspection config)
+        self.feed = ResultFeed(self)
+        self.commands = Commands(self)
         self.lock = asyncio.Lock()  # one config change at a time
         self.tasks: list[asyncio.Task[None]] = []
-        self.emit: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None  # set by the live view
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.reset_counters()
         await self._push_image_policy()
-        self.tasks.append(asyncio.create_task(self._flush_logs()))
-        self.tasks.append(asyncio.create_task(self._send_live()))
+        self.tasks.append(asyncio.create_task(self.feed.flush_logs()))
+        self.tasks.append(asyncio.create_task(self.feed.send_live()))
 
     async def stop(self) -> None:
         for t in self.tasks:
@@ -115,6 +102,10 @@ class LegacyMachine:
         except Exception:
             log.exception("inspection log not flushed at exit")
         self.book.close()
+
+    def on_result(self, camera: str, raw: bytes) -> None:
+        """Every result of the run (called by the bus consumer); never raises."""
+        self.feed.on_result(camera, raw)
 
     # -- status --------------------------------------------------------------------------------------------
 
@@ -131,18 +122,28 @@ class LegacyMachine:
             return "error", "; ".join(p["message"] for p in self.svc.problems())
         return ("running" if state == "running" else "idle"), ""
 
-    def camera_config(self) -> dict[str, Any]:
-        cam = self.svc.config.cameras[0]
-        data: dict[str, Any] = cam.model_dump(mode="json")
-        return data
+    def _saved_or(
+        self, section: str, from_camera: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The legacy section as saved, else derived from the first camera's native config."""
+        saved = self.state.get(section)
+        if saved is not None:
+            return dict(saved)
+        return from_camera(self.svc.config.cameras[0].model_dump(mode="json"))
 
     def source_config(self) -> dict[str, Any]:
-        saved = self.state.get("source_config")
-        return dict(saved) if saved is not None else source_to_legacy(self.camera_config())
+        """The legacy source config in force (as saved: with its password, for merging)."""
+        return self._saved_or("source_config", source_to_legacy)
+
+    def source_view(self) -> dict[str, Any]:
+        """`source_config()` as shown (GET answers, status): a password in `rtsp_url` masked."""
+        src = self.source_config()
+        if isinstance(src.get("rtsp_url"), str):
+            src["rtsp_url"] = mask_url(src["rtsp_url"])
+        return src
 
     def trigger_config(self) -> dict[str, Any]:
-        saved = self.state.get("trigger_config")
-        return dict(saved) if saved is not None else trigger_to_legacy(self.camera_config())
+        return self._saved_or("trigger_config", trigger_to_legacy)
 
     def health(self) -> str:
         index = self.svc.ctx.cameras.index(self.camera)
@@ -164,16 +165,17 @@ class LegacyMachine:
         }
 
     def status(self) -> dict[str, Any]:
+        """`GET /api/status`: from memory and shared counters only (the orchestrator's heartbeat)."""
         status, error = self.status_word()
         trigger = self.trigger_config()
         return {
             "machine_id": self.svc.machine_id,
             "status": status,
             "mode": self.legacy_mode,
-            "connection_status": "connected" if self.live_clients else "disconnected",
+            "connection_status": "connected" if self.feed.clients else "disconnected",
             "error_msg": error,
-            "timestamp": datetime.utcnow().isoformat(),
-            "source_config": self.source_config(),
+            "timestamp": utc_timestamp(),
+            "source_config": self.source_view(),
             "trigger_config": trigger,
             "logging_config": self.logging.to_dict(),
             "logging_buffer_size": self.book.buffer_size,
@@ -190,128 +192,6 @@ class LegacyMachine:
             **self.counters(),
         }
 
-    # -- commands --------------------------------------------------------------------------------------
-
-    async def command(self, command: Any, params: Any) -> dict[str, Any]:
-        if not isinstance(params, dict):
-            raise LegacyHttpError(400, f"params must be an object, not {type(params).__name__}")
-        handler = {
-            "change_mode": self.change_mode,
-            "start_inspection": self.start_inspection,
-            "stop_inspection": self.stop_inspection,
-            "trigger": self.trigger,
-            "update_inspection_config": self.update_inspection_config,
-            "config_tool": self.config_tool,
-            "delete_tool": self.delete_tool,
-            "clear_logs": self.clear_logs,
-        }.get(command if isinstance(command, str) else "")
-        if handler is None:
-            raise LegacyHttpError(
-                400,
-                f"unknown command {command!r} (change_mode, start_inspection, stop_inspection, trigger, "
-                "update_inspection_config, config_tool, delete_tool, clear_logs)",
-            )
-        return {"success": True, **await handler(params)}
-
-    async def change_mode(self, params: dict[str, Any]) -> dict[str, Any]:
-        raw = params.get("mode")
-        mode = MODES_FROM_LEGACY.get(raw.upper()) if isinstance(raw, str) else None
-        if mode is None:
-            raise LegacyHttpError(400, f"mode: {raw!r} is not TESTE or RUN")
-        previous = self.svc.mode
-        await self._engine(self.svc.engine.control(mode=mode, state="stopped"))
-        self.error_msg = ""
-        self.reset_counters()
-        self._audit("mode", previous=previous, mode=mode)
-        return {"new_mode": MODES_TO_LEGACY[mode]}
-
-    async def start_inspection(self, params: dict[str, Any]) -> dict[str, Any]:
-        status, error = self.status_word()
-        if self.error_msg:
-            raise LegacyHttpError(
-                400,
-                f"cannot start inspection while an error is active: {error} (clear it: DELETE /api/error)",
-            )
-        if status in ("running", "error"):  # error here: running with a camera or process down
-            return {"message": "inspection already running"}
-        previous = self.svc.state
-        await self._engine(self.svc.engine.control(state="running"))
-        self.reset_counters()
-        self._audit("state", command="start_inspection", previous=previous)
-        return {}
-
-    async def stop_inspection(self, params: dict[str, Any]) -> dict[str, Any]:
-        previous = self.svc.state
-        if previous != "stopped":
-            await self._engine(self.svc.engine.control(state="stopped"))
-            self._audit("state", command="stop_inspection", previous=previous)
-        return {}
-
-    async def trigger(self, params: dict[str, Any]) -> dict[str, Any]:
-        if self.svc.config.cameras[0].trigger.type != "manual":
-            raise LegacyHttpError(
-                400, "the trigger command is valid only when trigger_config.type is 'trigger'"
-            )
-        if self.status_word()[0] != "running":
-            raise LegacyHttpError(400, "the trigger command is valid only while inspection is running")
-        tid = self.svc.next_trigger_id()
-        rid = await self._engine(self.svc.engine.trigger(self.camera, tid))
-        return {"message": "Trigger solicitado", "result_id": rid, "trigger_id": tid}
-
-    async def update_inspection_config(self, params: dict[str, Any]) -> dict[str, Any]:
-        config = params.get("config")
-        if not isinstance(config, dict):
-            raise LegacyHttpError(400, "params.config must be an object with the tools")
-        await self.put_inspection({**self.inspection_config(), **config})
-        return {}
-
-    async def config_tool(self, params: dict[str, Any]) -> dict[str, Any]:
-        if not params:
-            raise LegacyHttpError(400, "params must hold the tool (with id and name)")
-        for key in ("id", "name"):
-            if key not in params:
-                raise LegacyHttpError(500, f"cannot configure the tool: {key} is missing")
-        tool_id = _tool_id(params["id"])
-        tools = list(self.inspection_config().get("tools") or [])
-        at = next(
-            (i for i, t in enumerate(tools) if _same_id(t, tool_id) and t.get("name") == params["name"]), None
-        )
-        tool = {**params, "id": tool_id}
-        if at is not None:
-            tools[at] = tool
-            action = "updated"
-        else:
-            if any(_same_id(t, tool_id) for t in tools):  # the id is another tool's: the next free one
-                tool["id"] = 1 + max(_tool_id(t.get("id", i)) for i, t in enumerate(tools))
-            tools.append(tool)
-            action = "added"
-        await self.put_inspection({**self.inspection_config(), "tools": tools})
-        return {"tool_id": tool["id"], "tool_name": tool["name"], "action": action, "total_tools": len(tools)}
-
-    async def delete_tool(self, params: dict[str, Any]) -> dict[str, Any]:
-        if "id" not in params:
-            raise LegacyHttpError(400, "params.id is missing")
-        try:
-            tool_id = _tool_id(params["id"])
-        except LegacyHttpError:
-            raise LegacyHttpError(400, f"params.id: {params['id']!r} is not an integer") from None
-        tools = list(self.inspection_config().get("tools") or [])
-        at = next((i for i, t in enumerate(tools) if _same_id(t, tool_id, i)), None)
-        if at is None:
-            raise LegacyHttpError(500, f"cannot remove the tool: no tool with id {tool_id}")
-        removed = tools.pop(at)
-        await self.put_inspection({**self.inspection_config(), "tools": tools})
-        return {
-            "tool_id": tool_id,
-            "tool_name": removed.get("name"),
-            "action": "deleted",
-            "total_tools": len(tools),
-        }
-
-    async def clear_logs(self, params: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await asyncio.to_thread(self.book.clear)
-        return result
-
     # -- config sections --------------------------------------------------------------------------------
 
     async def put_source(self, patch: dict[str, Any]) -> None:
@@ -323,10 +203,10 @@ class LegacyMachine:
                 native = source_to_native(merged)
                 await self.svc.reconfigure_cameras({self.camera: {"source": native}})
             except (LegacyConfigError, ConfigError, EngineError, ApiError) as e:
-                self.error_msg = f"cannot configure the source: {_message(e)}"
+                self.error_msg = f"cannot configure the source: {error_message(e)}"
                 raise LegacyHttpError(500, self.error_msg) from None
-            self.state.put("source_config", merged)
-            self._audit("config.source", type=merged.get("type"), native=native["type"])
+            self._persist("source_config", merged)
+            self.audit("config.source", type=merged.get("type"), native=native["type"])
             health = await self._wait_online()
             if health != "online":
                 why = self.svc.camera_errors.get(self.camera) or f"health {health}"
@@ -358,29 +238,31 @@ class LegacyMachine:
                 native = trigger_to_native(merged)
                 await self.svc.reconfigure_cameras({self.camera: {"trigger": native}})
             except (LegacyConfigError, ConfigError, EngineError, ApiError) as e:
-                raise LegacyHttpError(500, f"cannot update the trigger: {_message(e)}") from None
-            self.state.put("trigger_config", merged)
-            self._audit("config.trigger", **merged)
+                raise LegacyHttpError(500, f"cannot update the trigger: {error_message(e)}") from None
+            if native["type"] == "continuous":  # stored as the number it is ("200" -> 200)
+                merged["interval_ms"] = trigger_to_legacy({"trigger": native})["interval_ms"]
+            self._persist("trigger_config", merged)
+            self.audit("config.trigger", **merged)
 
     def inspection_config(self) -> dict[str, Any]:
-        """The tools as the orchestrator last sent them; if they were changed since through /api/v1,
-        the native tools seen as legacy ones."""
-        saved = self.state.get("inspection_config")
+        """The tools in force: as the orchestrator last sent them, or, when they were changed since
+        through /api/v1, the native tools seen as legacy ones."""
         version, native = self.svc.current_inspection()
-        if saved is not None and version == self.translation_version:
-            return dict(saved)
-        if saved is not None and self.translation_version == -1 and self._saved_in_force(saved, native):
-            return dict(saved)
-        return {"tools": native_to_legacy(native)}
+        if self.view is None or self.view[0] != version:
+            saved = self.state.get("inspection_config")
+            in_force = saved is not None and self._saved_in_force(saved, native)
+            self.view = (version, dict(saved) if in_force else {"tools": native_to_legacy(native)})
+        return dict(self.view[1])
 
     def _saved_in_force(self, saved: dict[str, Any], native: dict[str, Any]) -> bool:
-        """At start: the saved tools are those in force (applied over the pipeline by the supervisor)."""
+        """Whether the saved tools are those in force (sent here, or applied over the pipeline by
+        the supervisor at start)."""
         try:
             ours = translate(saved.get("tools") or []).native["tools"]
-        except LegacyToolError:
+            ok = validate_data({"tools": ours}, InspectionConfig, "inspection").model_dump(mode="json")
+        except (LegacyToolError, ConfigError):
             return False
-        ok = validate_data({"tools": ours}, InspectionConfig, "inspection").model_dump(mode="json")["tools"]
-        return bool(ok == native.get("tools"))
+        return bool(ok["tools"] == native.get("tools"))
 
     async def put_inspection(self, config: dict[str, Any]) -> None:
         tools = config.get("tools")
@@ -400,10 +282,14 @@ class LegacyMachine:
                 )
                 version = await self.svc.engine.reload(cfg)
             except (LegacyToolError, ConfigError, EngineError, ApiError) as e:
-                raise LegacyHttpError(500, f"cannot apply the inspection config: {_message(e)}") from None
-            self.translation, self.translation_version = translation, version
-            self.state.put("inspection_config", {**config, "tools": tools})
-            self._audit("config.inspection", version=version, tools=[t.get("name") for t in tools])
+                raise LegacyHttpError(
+                    500, f"cannot apply the inspection config: {error_message(e)}"
+                ) from None
+            saved = {**config, "tools": tools}
+            self.view = (version, saved)
+            self.feed.use(translation, version)
+            self._persist("inspection_config", saved)
+            self.audit("config.inspection", version=version, tools=[t.get("name") for t in tools])
 
     async def put_logging(self, patch: dict[str, Any]) -> None:
         try:
@@ -412,9 +298,9 @@ class LegacyMachine:
             raise LegacyHttpError(500, f"cannot update the logging config: {e}") from None
         self.logging = cfg
         self.book.configure(cfg)
-        self.state.put("logging_config", cfg.to_dict())
+        self._persist("logging_config", cfg.to_dict())
         await self._push_image_policy()
-        self._audit("config.logging", **cfg.to_dict())
+        self.audit("config.logging", **cfg.to_dict())
 
     async def _push_image_policy(self) -> None:
         """The engine encodes the JPEGs the inspection log needs (beyond the pipeline's own policy)."""
@@ -427,164 +313,46 @@ class LegacyMachine:
     def logging_view(self) -> dict[str, Any]:
         return {**self.logging.to_dict(), "buffer_size": self.book.buffer_size}
 
-    # -- error state -------------------------------------------------------------------------------------
+    # -- error state and log sync -----------------------------------------------------------------------
 
     def set_error(self, message: str) -> None:
         self.error_msg = message
-        self._audit("error.set", message=message)
+        self.audit("error.set", message=message)
 
     def clear_error(self) -> bool:
         if not self.error_msg:
             return False
         self.error_msg = ""
-        self._audit("error.cleared")
+        self.audit("error.cleared")
         return True
 
-    # -- results -----------------------------------------------------------------------------------------
-
-    def on_result(self, camera: str, raw: bytes) -> None:
-        """Every result of the run (called by the bus consumer, before nothing else waits on it):
-        the inspection log and the live view, each only when it wants this result."""
-        if camera != self.camera:
-            return
-        mode = self.svc.mode
-        now = time.monotonic()
-        live_due = self.live_clients > 0 and (mode == "TEST" or now - self.last_live >= RUN_LIVE_EVERY_S)
-        if not (self.logging.enabled or live_due):
-            return
-        env = unpack(raw)
-        image = self.svc.memlog.image(int(env.get("result_id", 0)))
-        approved = bool(env.get("pass"))
-        manual = env.get("trigger") == "manual"
-        live_due = live_due or (self.live_clients > 0 and manual)  # a trigger's result is always shown
-        logged = self.book.wants(approved)
-        if not (logged or live_due):
-            return
-        result = self.legacy_result(env, (image.width, image.height) if image else None)
-        if logged:
-            if image is None:
-                self.logged_without_image += 1  # the engine was not asked for its JPEG yet
-            self.book.offer(
-                LogEntry(
-                    id=str(uuid.uuid4()),
-                    timestamp=result["timestamp"],
-                    approved=approved,
-                    width=image.width if image else 0,
-                    height=image.height if image else 0,
-                    result=result,
-                    jpeg=image.jpeg if image else b"",
-                )
-            )
-        if live_due:
-            self.last_live = now
-            self._queue_live(self.test_result(env, result, image))
-
-    def legacy_result(self, env: dict[str, Any], frame_size: tuple[int, int] | None) -> dict[str, Any]:
-        """The old machine's inspection result of one envelope (the `.alog` JSON's `result`)."""
-        translation = self._translation(int(env.get("inspection_version", 0)))
-        tool_results, summary = legacy_results(translation, env, frame_size=frame_size)
-        ms = summary.get("total_processing_time_ms", 0.0)
-        return {
-            "inspection_summary": summary,
-            "timestamp": local_time(float(env.get("captured_at") or time.time())),
-            **self.counters(),
-            "time": f"{ms:.2f}ms",
-            "tools": self.inspection_config().get("tools", []),
-            "result": tool_results,
-            # lens additions
-            "result_id": env.get("result_id"),
-            "camera": env.get("camera"),
-            "pass": env.get("pass"),
-        }
-
-    def test_result(self, env: dict[str, Any], result: dict[str, Any], image: Image | None) -> dict[str, Any]:
-        msg = {
-            **{
-                k: result[k]
-                for k in ("aprovados", "reprovados", "frame", "time", "tools", "result", "timestamp")
-            },
-            "source_type": self.source_config().get("type", "none"),
-            "mode": MODES_TO_LEGACY.get(str(env.get("mode")), self.legacy_mode),
-            "result_id": env.get("result_id"),
-            "pass": env.get("pass"),
-            "inspection_summary": result["inspection_summary"],
-        }
-        if image is not None:
-            msg["image_base64"] = base64.b64encode(image.jpeg).decode("ascii")
-            msg["mime"] = "image/jpeg"
-            msg["resolution"] = [image.width, image.height]
-        return msg
-
-    def _translation(self, version: int) -> Translation:
-        if self.translation is None or version != self.translation_version:
-            saved = self.state.get("inspection_config")
-            _, native = self.svc.current_inspection()
-            tools = saved.get("tools") if saved is not None and self._saved_in_force(saved, native) else None
-            self.translation = translate(tools if tools is not None else native_to_legacy(native))
-            self.translation_version = version
-        return self.translation
-
-    # -- background ------------------------------------------------------------------------------------
-
-    def _queue_live(self, msg: dict[str, Any]) -> None:
-        if self.live.full():
-            self.live.get_nowait()
-            self.live_dropped += 1
-        self.live.put_nowait(msg)
-
-    async def _send_live(self) -> None:
-        while True:
-            msg = await self.live.get()
-            if self.emit is None:
-                continue
-            try:
-                await self.emit("test_result", msg)
-            except Exception:
-                log.exception("live result not sent")
-
-    async def _flush_logs(self) -> None:
-        while True:
-            await asyncio.sleep(min(0.1, max(0.02, self.logging.batch_ms / 1000.0)))
-            if self.book.buffer_size and self.book.flush_due():
-                try:
-                    await asyncio.to_thread(self.book.flush)
-                except Exception:
-                    self.book_errors += 1
-                    log.exception("inspection log flush failed")
+    async def sync_logs(self, django_url: Any) -> dict[str, int]:
+        """Upload the logs to `django_url` (else the one saved by the last sync); it is saved."""
+        url = django_url or self.state.get("django_url")
+        try:
+            upload_url(url if isinstance(url, str) else "")
+        except ValueError:
+            raise LegacyHttpError(
+                400, f"django_url is not configured (got {url!r}): send it in the body"
+            ) from None
+        if url != self.state.get("django_url"):
+            self._persist("django_url", url)
+        started = datetime.now()
+        try:
+            counts = await sync(self.book, url, self.svc.machine_id, budget_s=SYNC_BUDGET_S)
+        except sqlite3.Error as e:
+            raise LegacyHttpError(500, f"cannot read the inspection log: {e}") from None
+        self.audit("logs.sync", django_url=url, started=started.isoformat(), **counts)
+        return counts
 
     # -- helpers -----------------------------------------------------------------------------------------
 
-    def _audit(self, what: str, **detail: Any) -> None:
-        self.svc.audit.record(what, "legacy", None, None, **detail)
-
-    async def _engine(self, coro: Awaitable[Any]) -> Any:
+    def _persist(self, section: str, value: Any) -> None:
+        """Save a change (applied already); a file that cannot be written is a 500 saying so."""
         try:
-            return await coro
-        except (EngineError, ApiError) as e:
-            raise LegacyHttpError(400, _message(e)) from None
+            self.state.put(section, value)
+        except OSError as e:
+            raise LegacyHttpError(500, f"applied, but not saved to {self.state.path}: {e}") from None
 
-
-def _message(e: Exception) -> str:
-    if isinstance(e, ConfigError):
-        return "; ".join(f"{i.path}: {i.message}" if i.path else i.message for i in e.issues)
-    if isinstance(e, ApiError):
-        return e.message
-    return str(e)
-
-
-def _tool_id(v: Any) -> int:
-    try:
-        if isinstance(v, bool):
-            raise ValueError
-        return int(v)
-    except (TypeError, ValueError):
-        raise LegacyHttpError(500, f"tool id {v!r} is not an integer") from None
-
-
-def _same_id(tool: dict[str, Any], tool_id: int, index: int | None = None) -> bool:
-    """A tool has this id (its `id`, or its list index when it has none, as on the old machine)."""
-    own = tool.get("id", index)
-    try:
-        return own is not None and not isinstance(own, bool) and int(own) == tool_id
-    except (TypeError, ValueError):
-        return False
+    def audit(self, what: str, **detail: Any) -> None:
+        self.svc.audit.record(what, "legacy", None, None, **detail)

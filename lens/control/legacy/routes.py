@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -14,12 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from lens.control.legacy.alog import sync
-from lens.control.legacy.machine import LegacyHttpError, LegacyMachine
+from lens.control.legacy.errors import LegacyHttpError
+from lens.control.legacy.machine import LegacyMachine
 
 log = logging.getLogger("lens.control.legacy")
 
-SYNC_BUDGET_S = 45.0  # the orchestrator waits 60 s for /api/logs/sync: no new upload starts after this
 Handler = Callable[[Request], Awaitable[Any]]
 
 
@@ -72,6 +70,19 @@ class LegacyApi:
             raise LegacyHttpError(400, f"the body must be a JSON object, not {type(data).__name__}")
         return data
 
+    def section(
+        self, get: Callable[[], dict[str, Any]], put: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> Handler:
+        """`GET|PUT` of one config section: GET answers `get()`, PUT applies the body, `{success}`."""
+
+        async def handle(request: Request) -> dict[str, Any]:
+            if request.method == "PUT":
+                await put(await self.body(request))
+                return {"success": True}
+            return get()
+
+        return handle
+
     async def status(self, request: Request) -> dict[str, Any]:
         return self.m.status()
 
@@ -79,32 +90,11 @@ class LegacyApi:
         body = await self.body(request)
         if "command" not in body:
             raise LegacyHttpError(400, "command is missing")
-        return await self.m.command(body["command"], body.get("params") or {})
+        return await self.m.commands.run(body["command"], body.get("params") or {})
 
-    async def source_config(self, request: Request) -> dict[str, Any]:
-        if request.method == "PUT":
-            await self.m.put_source(await self.body(request))
-            return {"success": True}
-        return self.m.source_config()
-
-    async def trigger_config(self, request: Request) -> dict[str, Any]:
-        if request.method == "PUT":
-            await self.m.put_trigger(await self.body(request))
-            return {"success": True}
-        return self.m.trigger_config()
-
-    async def inspection_config(self, request: Request) -> dict[str, Any]:
-        if request.method == "PUT":
-            body = await self.body(request)
-            await self.m.put_inspection({**self.m.inspection_config(), **body})
-            return {"success": True}
-        return self.m.inspection_config()
-
-    async def logging_config(self, request: Request) -> dict[str, Any]:
-        if request.method == "PUT":
-            await self.m.put_logging(await self.body(request))
-            return {"success": True}
-        return self.m.logging_view()
+    async def put_inspection(self, body: dict[str, Any]) -> None:
+        """The body's keys over the inspection config in force (`tools` replaced whole)."""
+        await self.m.put_inspection({**self.m.inspection_config(), **body})
 
     async def error(self, request: Request) -> dict[str, Any]:
         if request.method == "POST":
@@ -122,31 +112,19 @@ class LegacyApi:
 
     async def logs_sync(self, request: Request) -> dict[str, Any]:
         body = await self.body(request, required=False)
-        url = body.get("django_url") or self.m.state.get("django_url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise LegacyHttpError(400, f"django_url is not configured (got {url!r}): send it in the body")
-        if url != self.m.state.get("django_url"):
-            self.m.state.put("django_url", url)
-        started = datetime.now()
-        counts = await sync(self.m.book, url, self.m.svc.machine_id, budget_s=SYNC_BUDGET_S)
-        self.m._audit("logs.sync", django_url=url, started=started.isoformat(), **counts)
-        return {"success": True, **counts}
+        return {"success": True, **await self.m.sync_logs(body.get("django_url"))}
 
 
 def legacy_routes(machine: LegacyMachine, limit: int) -> list[Route]:
-    api = LegacyApi(machine, limit)
+    api, m = LegacyApi(machine, limit), machine
     table: list[tuple[str, list[str], Handler]] = [
         ("/api/status", ["GET"], api.status),
         ("/api/control", ["POST"], api.control),
-        ("/api/source_config", ["GET", "PUT"], api.source_config),
-        ("/api/trigger_config", ["GET", "PUT"], api.trigger_config),
-        ("/api/inspection_config", ["GET", "PUT"], api.inspection_config),
-        ("/api/logging_config", ["GET", "PUT"], api.logging_config),
+        ("/api/source_config", ["GET", "PUT"], api.section(m.source_view, m.put_source)),
+        ("/api/trigger_config", ["GET", "PUT"], api.section(m.trigger_config, m.put_trigger)),
+        ("/api/inspection_config", ["GET", "PUT"], api.section(m.inspection_config, api.put_inspection)),
+        ("/api/logging_config", ["GET", "PUT"], api.section(m.logging_view, m.put_logging)),
         ("/api/error", ["GET", "POST", "DELETE"], api.error),
         ("/api/logs/sync", ["POST"], api.logs_sync),
     ]
     return [Route(path, guarded(handler), methods=methods) for path, methods, handler in table]
-
-
-LEGACY_PATHS = ("/api/status", "/api/control", "/api/source_config", "/api/trigger_config",
-                "/api/inspection_config", "/api/logging_config", "/api/error", "/api/logs/sync")  # fmt: skip

@@ -12,6 +12,7 @@ the file; everything else comes from the pipeline YAML. The legacy routes addres
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ log = logging.getLogger("lens.control.legacy")
 
 STATE_VERSION = 1
 SECTIONS = ("source_config", "trigger_config", "inspection_config", "logging_config", "django_url")
+_TYPES = {"source_config": dict, "trigger_config": dict, "inspection_config": dict, "logging_config": dict,
+          "django_url": str}  # fmt: skip
 DEFAULT_SOURCE: dict[str, Any] = {
     "type": "pasta",
     "camera_id": 0,
@@ -68,7 +71,10 @@ class LegacyState:
         if not isinstance(data, dict):
             self.problem = f"{self.path}: must hold a JSON object; the pipeline's config is used"
             return
-        self.data = {k: v for k, v in data.items() if k in SECTIONS}
+        self.data = {k: v for k, v in data.items() if k in SECTIONS and isinstance(v, _TYPES[k])}
+        wrong = [k for k, v in data.items() if k in SECTIONS and not isinstance(v, _TYPES[k])]
+        if wrong:
+            self.problem = f"{self.path}: {', '.join(wrong)} of the wrong type, not used"
 
     def get(self, section: str, default: Any = None) -> Any:
         return self.data.get(section, default)
@@ -82,8 +88,12 @@ class LegacyState:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         body = {"version": STATE_VERSION, "saved_at": time.time(), **self.data}
-        tmp.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2))
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2))
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 # -- source and trigger: legacy <-> native ------------------------------------------------------------
@@ -157,17 +167,21 @@ def trigger_to_legacy(camera: dict[str, Any]) -> dict[str, Any]:
     if kind == "manual":
         return {"type": "trigger", "interval_ms": DEFAULT_TRIGGER["interval_ms"]}
     if kind == "continuous":
-        return {"type": "continuous", "interval_ms": trig.get("interval_ms", 0)}
+        interval = trig.get("interval_ms", 0)
+        if isinstance(interval, float) and interval.is_integer():
+            interval = int(interval)  # the old machine's field is an integer
+        return {"type": "continuous", "interval_ms": interval}
     return {"type": kind, "interval_ms": 0}
 
 
 def _number(v: Any, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float | str):
-        raise LegacyConfigError(f"{name}: must be a number, not {v!r}")
+    """A finite number (or numeric string); LegacyConfigError otherwise."""
     try:
-        return float(v)
-    except ValueError:
+        if isinstance(v, bool) or not isinstance(v, int | float | str) or not math.isfinite(float(v)):
+            raise ValueError
+    except (ValueError, OverflowError):
         raise LegacyConfigError(f"{name}: must be a number, not {v!r}") from None
+    return float(v)
 
 
 def _resolution(v: Any) -> tuple[int | None, int | None]:
