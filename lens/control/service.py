@@ -185,6 +185,7 @@ class ControlService:
             "session": {"held": held is not None, **(held.public() if held else {})},
             "webhooks": self.sender.stats(),
             "outputs": self.outputs_status(),
+            "legacy": self.legacy_status(),
             "control": {
                 "log_entries": len(self.memlog.entries),
                 "log_bytes": self.memlog.bytes,
@@ -192,6 +193,18 @@ class ControlService:
                 "bus_missed": self.gap.missed,
                 "audit_errors": self.audit.errors,
             },
+        }
+
+    def legacy_status(self) -> dict[str, Any] | None:
+        """The legacy layer's error, live view and inspection log counters (None when it is off)."""
+        if self.legacy is None:
+            return None
+        status, error = self.legacy.status_word()
+        return {
+            "status": status,
+            "error_msg": error,
+            **self.legacy.feed.stats(),
+            "log_book": self.legacy.book.stats(),
         }
 
     def outputs_status(self) -> dict[str, Any]:

@@ -37,6 +37,10 @@ from lens.triggers.events import EventTriggers
 from lens.triggers.reload import InspectionReload
 from lens.triggers.runstate import RunState
 
+# Jobs a worker may hold: the one it inspects and the next, already in its socket, so it never
+# waits for a round trip through the dispatcher between two frames.
+JOBS_PER_WORKER = 2
+
 log = logging.getLogger("lens.dispatcher")
 
 
@@ -81,8 +85,8 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
             self._setup_trigger(cam)
         self.rings: dict[str, Ring] = {}
         self.known_workers: set[bytes] = set()
-        self.idle: deque[bytes] = deque()
-        self.busy: dict[bytes, Job] = {}
+        self.idle: deque[bytes] = deque()  # one entry per free job slot (JOBS_PER_WORKER per worker)
+        self.busy: dict[bytes, deque[Job]] = {}  # jobs handed to each worker, in the order it runs them
         self.credit_due: list[tuple[float, int]] = []  # (when, camera index)
         self.rr = 0  # round-robin start over cameras
         self._init_runstate()
@@ -305,7 +309,7 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
         self._check_finished()
 
     def _check_finished(self) -> None:
-        if all(c.eos and not c.pending for c in self.cams) and not self.busy:
+        if all(c.eos and not c.pending for c in self.cams) and not any(self.busy.values()):
             if not self.run_row[RUN["sources_done"]]:
                 log.info("every source has ended and every frame is answered")
                 self._publish_event("run", {"state": "finished"})
@@ -355,20 +359,18 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
                 cam.pending.appendleft(frame)
                 self.run_row[RUN["results"]] -= 1
                 continue
-            self.busy[worker] = job
+            self.busy.setdefault(worker, deque()).append(job)
             self._credit_back(cam)
 
     def _on_process_exit(self, name: str) -> None:
         """The supervisor saw a worker die: answer its job now and stop sending it work."""
         if name.startswith("worker-") and name[7:].isdigit():
             ident = msgs.worker_identity(int(name[7:]))
-            self._answer_lost_job(ident)
-            if ident in self.idle:
-                self.idle.remove(ident)
+            self._answer_lost_jobs(ident)
+            self.idle = deque(w for w in self.idle if w != ident)
 
-    def _answer_lost_job(self, ident: bytes) -> None:
-        lost = self.busy.pop(ident, None)
-        if lost is not None:
+    def _answer_lost_jobs(self, ident: bytes) -> None:
+        for lost in self.busy.pop(ident, ()):
             self.run_row[RUN["worker_lost_jobs"]] += 1
             env = error_envelope(
                 self.machine_id,
@@ -379,22 +381,21 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
             self._finish(lost, msgs.ERROR, pack(env))
 
     def _on_ready(self, ident: bytes) -> None:
-        self._answer_lost_job(ident)  # restarted before the supervisor's notice reached us
+        self._answer_lost_jobs(ident)  # restarted before the supervisor's notice reached us
         self.known_workers.add(ident)
         if self.version != 1:  # a (re)started worker learns the config in force before any job
             self.hub.send_multipart((ident, msgs.CONFIG, pack([self.version, self.inspection_json])))
-        if ident not in self.idle:
-            self.idle.append(ident)
+        self.idle = deque(w for w in self.idle if w != ident)
+        self.idle.extend([ident] * JOBS_PER_WORKER)
 
     def _on_result(self, ident: bytes, meta: list, payload: zmq.Frame, image: zmq.Frame | None) -> None:
         result_id, _index, outcome, version, timings = meta
         self.toolstats.add(version, timings)
-        job = self.busy.pop(ident, None)
-        if job is None or job.result_id != result_id:
+        jobs = self.busy.get(ident)
+        if not jobs or jobs[0].result_id != result_id:  # a worker answers its jobs in order
             log.error("result %s from %r matches no job in flight; dropped", result_id, ident)
-            if job is not None:
-                self.busy[ident] = job
             return
+        job = jobs.popleft()
         if image is not None:  # published first: a consumer has the image when the result arrives
             self._emit(image_topic(job.camera), image)
         self._finish(job, outcome, payload)

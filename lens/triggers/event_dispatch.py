@@ -25,7 +25,7 @@ class EventDispatch:
     # state and helpers of the Dispatcher this is mixed into
     cams: list[CameraState]
     idle: deque[bytes]
-    busy: dict[bytes, Job]
+    busy: dict[bytes, deque[Job]]
     hub: zmq.Socket
     run_row: Any
     version: int
@@ -65,7 +65,7 @@ class EventDispatch:
                 except zmq.ZMQError:  # the worker is gone: keep the frame for the next one
                     cam.events.ready.appendleft(item)
                     continue
-                self.busy[worker] = job
+                self.busy.setdefault(worker, deque()).append(job)
 
     # -- event triggers -----------------------------------------------------------------------------
 
@@ -117,7 +117,8 @@ class EventDispatch:
             return
         if not cam.events.waiting or cam.granted > 0:
             return
-        in_flight = len({(j.slot, j.seq) for j in self.busy.values() if j.camera_index == cam.index})
+        jobs = [j for q in self.busy.values() for j in q if j.camera_index == cam.index]
+        in_flight = len({(j.slot, j.seq) for j in jobs})
         if cam.ring.geometry.slots - 3 - cam.events.held() - in_flight > 0:
             self._grant(cam, 1)
 

@@ -135,7 +135,8 @@ class RunState:
         if cam.ring is None:
             return 1
         slots = cam.ring.geometry.slots
-        return 1 if cam.interval_s > 0 else max(1, min(self.workers + 1, slots - self.workers - 2))
+        held = self.workers * 2  # jobs in flight: JOBS_PER_WORKER per worker, each pinning a slot
+        return 1 if cam.interval_s > 0 else max(1, min(held + 1, slots - held - 2))
 
     def _refill(self, cam: CameraState) -> None:
         """Give a paced, continuous camera the credits it lacks (on start, or a larger window)."""

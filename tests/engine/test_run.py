@@ -10,6 +10,7 @@ import numpy as np
 import psutil
 import pytest
 
+from lens.triggers.dispatcher import JOBS_PER_WORKER
 from tests.lensrun import LensRun, free_port, write_pipeline
 
 TOOLS = [
@@ -147,7 +148,7 @@ def test_killed_worker_is_restarted_and_results_continue(tmp_path: Path) -> None
         ids = sorted(r["result_id"] for r in run.results)
         assert ids == list(range(ids[0], ids[0] + len(ids)))
         crashed = [r for r in run.results if r.get("error", {}).get("code") == "LENS_WORKER_CRASHED"]
-        assert len(crashed) <= 1
+        assert len(crashed) <= JOBS_PER_WORKER  # the jobs the killed worker held, each answered
         assert run.stop() == 0
         assert "restarts 1" in run.output()
 
