@@ -136,7 +136,8 @@ class RunState:
             return 1
         slots = cam.ring.geometry.slots
         held = self.workers * 2  # jobs in flight: JOBS_PER_WORKER per worker, each pinning a slot
-        return 1 if cam.interval_s > 0 else max(1, min(held + 1, slots - held - 2))
+        # frames ahead stay clear of the writer's next slots (an unpinned frame can be overwritten)
+        return 1 if cam.interval_s > 0 else max(1, min(held + 1, slots - held - 4))
 
     def _refill(self, cam: CameraState) -> None:
         """Give a paced, continuous camera the credits it lacks (on start, or a larger window)."""

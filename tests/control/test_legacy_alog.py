@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import http.server
-import socket
 import sqlite3
 import struct
 import threading
@@ -36,6 +35,7 @@ from lens.control.legacy.alog import (
 )
 from lens.control.legacy.logbook import LogBook
 from lens.control.legacy.upload import sync
+from tests.lensrun import free_port
 
 MACHINE = "vm_042"
 
@@ -540,12 +540,6 @@ class Orchestrator:
             assert self.thread is not None
             self.thread.join()
             self.server = self.thread = None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ import pytest
 import socketio
 
 from tests.control.harness import Lens, camera, no_leaks_but_shared, running, shared
-from tests.control.test_legacy_alog import Orchestrator, free_port
+from tests.control.test_legacy_alog import Orchestrator
+from tests.lensrun import free_port
 
 no_leaks = no_leaks_but_shared  # the module's shared run is checked when it ends
 
