@@ -28,15 +28,41 @@ class Delivery:
         return hmac.compare_digest(self.headers.get("x-lens-signature", ""), want)
 
 
-class Receiver:
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1:`port` that can go down (port closed) and up again."""
+
     def __init__(self, port: int) -> None:
         self.port = port
+        self.server: http.server.ThreadingHTTPServer | None = None
+        self.thread: threading.Thread | None = None
+
+    def serve(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
+        self.thread.start()
+
+    def down(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            assert self.thread is not None
+            self.thread.join()
+            self.server = self.thread = None
+
+
+class Receiver(LoopbackServer):
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
         self.deliveries: list[Delivery] = []  # answered 200
         self.rejected: list[Delivery] = []  # answered 500 (while `failures` > 0)
         self.failures = 0
         self.lock = threading.Lock()
-        self.server: http.server.ThreadingHTTPServer | None = None
-        self.thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -45,7 +71,7 @@ class Receiver:
     def up(self) -> None:
         receiver = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 delivery = Delivery({k.lower(): v for k, v in self.headers.items()}, body)
@@ -60,21 +86,7 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        http.server.ThreadingHTTPServer.allow_reuse_address = True
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
-        self.thread.start()
-
-    def down(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            assert self.thread is not None
-            self.thread.join()
-            self.server = self.thread = None
+        self.serve(Handler)
 
     def of_type(self, type_: str) -> list[Delivery]:
         with self.lock:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import email.policy
-import http.server
 import sqlite3
 import struct
 import threading
@@ -35,6 +34,7 @@ from lens.control.legacy.alog import (
 )
 from lens.control.legacy.logbook import LogBook
 from lens.control.legacy.upload import sync
+from tests.control.receiver import LoopbackServer, QuietHandler
 from tests.lensrun import free_port
 
 MACHINE = "vm_042"
@@ -488,19 +488,17 @@ def parse_upload(path: str, content_type: str, body: bytes) -> Upload:
     )
 
 
-class Orchestrator:
+class Orchestrator(LoopbackServer):
     """Django's `/api/logs/upload` on 127.0.0.1: `status(n)` answers the n-th upload (0-based);
     `on_upload` runs in the server thread before the answer."""
 
     def __init__(self, port: int, status: Callable[[int], int] = lambda n: 200) -> None:
-        self.port = port
+        super().__init__(port)
         self.status = status
         self.on_upload: Callable[[int], None] = lambda n: None
         self.accepted: list[Upload] = []
         self.refused: list[Upload] = []
         self.lock = threading.Lock()
-        self.server: http.server.ThreadingHTTPServer | None = None
-        self.thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -509,7 +507,7 @@ class Orchestrator:
     def up(self) -> None:
         orch = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 upload = parse_upload(self.path, self.headers["Content-Type"], body)
@@ -525,21 +523,7 @@ class Orchestrator:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        http.server.ThreadingHTTPServer.allow_reuse_address = True
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
-        self.thread.start()
-
-    def down(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            assert self.thread is not None
-            self.thread.join()
-            self.server = self.thread = None
+        self.serve(Handler)
 
 
 @pytest.fixture

@@ -80,15 +80,14 @@ class ResultFeed:
                 log.exception("legacy result not logged or shown (%d so far)", self.failed)
 
     def _on_result(self, raw: bytes) -> None:
-        clients = self.clients > 0
-        if not (self.m.logging.enabled or clients):
-            return
-        env = unpack(raw)
         now = time.monotonic()
-        manual = env.get("trigger") == "manual"  # a trigger's result is always shown
-        live_due = clients and (
-            self.m.svc.mode == "TEST" or manual or now - self.last_live >= RUN_LIVE_EVERY_S
-        )
+        regular = self.m.svc.mode == "TEST" or now - self.last_live >= RUN_LIVE_EVERY_S
+        # a manual trigger's result is always shown: only a manual camera has them
+        may_show = self.clients > 0 and (regular or self.m.svc.config.cameras[0].trigger.type == "manual")
+        if not (self.m.logging.enabled or may_show):
+            return  # nothing wants this result: not even decoded (RUN mode between live samples)
+        env = unpack(raw)
+        live_due = may_show and (regular or env.get("trigger") == "manual")
         approved = bool(env.get("pass"))
         logged = self.m.book.wants(approved)
         if not (logged or live_due):
