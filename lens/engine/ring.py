@@ -6,22 +6,25 @@ Layout of one segment (all little-endian, slots page-aligned):
 
 Each slot is guarded by a sequence number (a seqlock) and a pin count:
 
-* The writer (the camera's capture process, the only writer of `seq`) takes the next slot that is
-  not pinned, marks it odd (being written), re-checks the pin, fills the pixels, then publishes
-  an even sequence number. It never waits: if every slot is pinned, the frame is dropped
-  (`dropped_ring_full`).
+* The writer (the camera's capture process, the only writer of `seq` and `claim`) takes the next
+  slot that is not pinned, raises its `claim`, re-checks the pin, then marks `seq` odd (being
+  written), fills the pixels, publishes an even sequence number and drops the claim. It never
+  waits: if every slot is pinned, the frame is dropped (`dropped_ring_full`).
 * The dispatcher (the only writer of `pin`) pins a slot before handing it to a worker and unpins
-  it when the result comes back, so a slot under inspection is never chosen for writing.
+  it when the result comes back, so a slot under inspection is never chosen for writing. A pin
+  fails if the slot is claimed or no longer holds the frame.
 * A reader accepts a frame only if `seq` equals the value announced for it before *and* after it
   used the pixels; anything else is a torn or overwritten frame and is counted as `overrun`.
 
 Ordering: on x86-64 (TSO) stores are seen in program order and loads are not reordered with
 other loads, which is what the seqlock needs (writer: odd, pixels, even; reader: seq, pixels, seq).
-The pin is a store-then-load handshake with the writer (writer: seq odd, then read pin; dispatcher:
-pin, then read seq), and x86 may let a load pass an earlier store, so both sides put a full fence
-between their store and their load (`full_fence`: an uncontended lock, i.e. LOCK-prefixed
+The pin is a store-then-load handshake with the writer (writer: claim, then read pin; dispatcher:
+pin, then read claim and seq), and x86 may let a load pass an earlier store, so both sides put a
+full fence between their store and their load (`full_fence`: an uncontended lock, i.e. LOCK-prefixed
 instructions in glibc, ~0.1 us). Without it the race is rare (about 1 in 60,000 pinned frames in
-the stress test) but real; the after-check would still catch it as an `overrun`.
+the stress test) but real; the after-check would still catch it as an `overrun`. The handshake uses
+`claim`, not `seq`: a writer that backs off from a slot pinned at that very moment never touches
+its `seq`, so the pinned frame stays valid for its reader throughout.
 """
 
 from __future__ import annotations
@@ -34,14 +37,14 @@ import numpy as np
 from lens.engine.shm import Segment
 
 MAGIC = 0x4C454E5352494E47  # "LENSRING"
-VERSION = 1
+VERSION = 2
 PAGE = 4096
 HEADER_INTS = 16
 META_COLS = 8
 # header fields
 H_MAGIC, H_VERSION, H_SLOTS, H_HEIGHT, H_WIDTH, H_CHANNELS, H_SLOT_BYTES, H_DATA_OFF, H_WRITES = range(9)
 # meta columns
-M_SEQ, M_FRAME, M_TIME, M_PIN = range(4)
+M_SEQ, M_FRAME, M_TIME, M_PIN, M_CLAIM = range(5)
 
 
 _FENCE = threading.Lock()
@@ -173,12 +176,12 @@ class Ring:
             k = (self._next + i) % n
             if meta[k, M_PIN] != 0:
                 continue
-            old = meta[k, M_SEQ]
-            meta[k, M_SEQ] = 2 * int(self._header[H_WRITES]) + 1  # odd: being written
+            meta[k, M_CLAIM] = 1
             full_fence()
-            if meta[k, M_PIN] != 0:  # a pin raced in: leave the slot as it was
-                meta[k, M_SEQ] = old
+            if meta[k, M_PIN] != 0:  # a pin raced in: leave the slot and its frame as they were
+                meta[k, M_CLAIM] = 0
                 continue
+            meta[k, M_SEQ] = 2 * int(self._header[H_WRITES]) + 1  # odd: being written
             self._next = (k + 1) % n
             return k, self._views[k]
         return None
@@ -190,20 +193,23 @@ class Ring:
         self._meta[slot, M_FRAME] = frame_id
         self._meta_f[slot, M_TIME] = captured_at
         self._meta[slot, M_SEQ] = seq
+        self._meta[slot, M_CLAIM] = 0
         self._header[H_WRITES] = writes + 1
         return seq
 
     def abort(self, slot: int) -> None:
         """Give back a slot claimed by begin_write without publishing (e.g. the source failed)."""
         self._meta[slot, M_SEQ] = 0
+        self._meta[slot, M_CLAIM] = 0
 
     # -- dispatcher -----------------------------------------------------------------------------
 
     def pin(self, slot: int, seq: int) -> bool:
-        """Pin `slot` for a reader if it still holds frame `seq`; False if already overwritten."""
+        """Pin `slot` for a reader if it still holds frame `seq`; False if it is being (or has been)
+        overwritten."""
         self._meta[slot, M_PIN] += 1
         full_fence()
-        if self._meta[slot, M_SEQ] != seq:
+        if self._meta[slot, M_CLAIM] != 0 or self._meta[slot, M_SEQ] != seq:
             self._meta[slot, M_PIN] -= 1
             return False
         return True

@@ -17,13 +17,16 @@ import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
 
 from lens.capture.sources.base import Source, SourceError, fit_into
 from lens.capture.sources.urls import mask_url
+
+if TYPE_CHECKING:
+    from lens.engine.process import StopFlag
 
 OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 LOW_DELAY = "fflags;nobuffer|flags;low_delay"  # no input buffering, decode without delay
@@ -46,7 +49,7 @@ class LiveSource(Source):
     def __init__(self, stall_s: float, fps: float = 0.0) -> None:
         self.stall_s = stall_s
         self.fps = fps  # a cap on what the capture takes; 0 = every frame the source delivers
-        self.cancel: threading.Event | None = None  # set: stop waiting (the capture's stop event)
+        self.cancel: StopFlag | None = None  # set: stop waiting (the capture's stop event)
         self.info: dict[str, Any] = {}  # what was actually opened (size, fps, ...), for the online event
         self.superseded = 0  # frames replaced by a newer one before they were taken
         self.last_resized = False
