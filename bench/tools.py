@@ -89,6 +89,7 @@ EDGE_T = 100.0
 TEMPLATE, SEARCH = 64, 160
 CCL = ("CCL_DEFAULT", "CCL_WU", "CCL_SAUF", "CCL_BBDT", "CCL_GRANA", "CCL_BOLELLI", "CCL_SPAGHETTI")
 CHAIN_TARGET_US = 1000.0
+SCORE_ABS = 2e-5  # lens vs OpenCV match scores: OpenCV sums in float32 through the DFT
 JIT_TIMEOUT_S = 600.0
 
 
@@ -499,9 +500,9 @@ def _pattern(f: Frames, folder: Path) -> Case:
     def check() -> str:
         m = chain.run(f.gray)[0]["t"]["measures"]
         score, (lx, ly) = _cv_match(search, templ, result)
-        # pyramid: auto refines on a sub-window, so the score may differ from OpenCV's in the 6th digit
+        # pyramid: auto refines with exact integer sums; OpenCV correlates in float32 (DFT): ~1e-5 apart
         at = (m["x"], m["y"]) == (roi["x"] + lx, roi["y"] + ly) == f.part
-        _same(abs(m["score"] - score) <= 1e-5 and at,
+        _same(abs(m["score"] - score) <= SCORE_ABS and at,
               f"lens {m} != OpenCV score {score} at {(lx, ly)} (template cut at {f.part})")  # fmt: skip
         return f"score {m['score']:.3f}"
 
@@ -512,7 +513,8 @@ def _pattern(f: Frames, folder: Path) -> Case:
         lambda: _cv_match(search, templ, result),
         check,
         "one-tool ToolChain.run (pyramid: auto, coarse-to-fine) vs bare exhaustive "
-        "cv2.matchTemplate(TM_CCOEFF_NORMED, result=) + minMaxLoc; same position, score within 1e-5",
+        "cv2.matchTemplate(TM_CCOEFF_NORMED, result=) + minMaxLoc; same position, score within 2e-5 "
+        "(OpenCV sums in float32 through the DFT; lens refines with exact sums)",
     )
 
 
@@ -563,7 +565,7 @@ def _chain(f: Frames, folder: Path, edge_way: str, ccl: str, reps: int) -> dict[
         ("match position", (cap["x"], cap["y"]), (roi["x"] + lx, roi["y"] + ly)),
     ):
         _same(a == b, f"chain: {what} {a} != OpenCV {b}")  # fmt: skip
-    _same(abs(cap["score"] - score) <= 1e-5, f"chain: match score {cap['score']} != OpenCV {score}")
+    _same(abs(cap["score"] - score) <= SCORE_ABS, f"chain: match score {cap['score']} != OpenCV {score}")
 
     lens_us, cv_us = _timed([lambda: chain.run(f.gray), lambda: opencv(f.gray)], reps)
     per_tool: dict[str, list[float]] = {t.name: [] for t in chain.tools}

@@ -8,6 +8,7 @@ from native_tools._jit import REGISTRY
 from native_tools.blob import BlobScratch, blob_stats
 from native_tools.caliper import find_edges, profile, profile_length
 from native_tools.edges import edge_count
+from native_tools.match import ncc_peak
 from native_tools.motion import motion_area, motion_state
 from native_tools.stats import roi_stats
 from native_tools.threshold import band_threshold, otsu_level
@@ -20,6 +21,7 @@ __all__ = [
     "find_edges",
     "motion_area",
     "motion_state",
+    "ncc_peak",
     "otsu_level",
     "profile",
     "profile_length",
@@ -50,7 +52,7 @@ def warmup() -> list[str]:
     C-contiguous and a strided dst. Scalars reach the kernels as int64/float64 whatever the caller
     passes (the wrappers convert them), so one type of each suffices. Input arrays reach them
     read-only (`_checks.read_only`), so writable and read-only callers share one compiled variant
-    (41 in all; ~25 s cold, ~1 s from the cache); both are still exercised here.
+    (43 in all; ~25 s cold, ~1 s from the cache); both are still exercised here.
     """
     frame = np.zeros((40, 48), np.uint8)
     frame[10:20, 10:20] = 200
@@ -74,6 +76,7 @@ def warmup() -> list[str]:
     find_edges(prof, 1.0, 10.0, "any")
     for img in _layouts(frame):
         motion_area(img, motion_state(img.shape, 4), 4, 25)
+        ncc_peak(img, frame[8:24, 8:24])  # the wrapper makes every template C-contiguous
     missing = [k.py_func.__qualname__ for k in REGISTRY if not k.signatures]
     if missing:
         raise RuntimeError(f"warmup does not exercise kernel(s) {missing}: add a call for them")

@@ -24,6 +24,7 @@ class CameraState:
     paced: bool = False
     window: int = 1  # paced: frames the capture may produce ahead
     granted: int = 0  # paced: credits given and not yet turned into frames
+    owed: int = 0  # paced, continuous: frames dealt with whose credit is not sent yet (sent in batches)
     pending: deque[Pending] = field(default_factory=deque)
     last_accept: float = 0.0
     eos: bool = False

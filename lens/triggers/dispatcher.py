@@ -224,11 +224,12 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
             self._request_frames(cam)
         elif paced:
             cam.window = self._window(cam)
-            cam.granted = 0
+            cam.granted = cam.owed = 0
             if self.running:
                 self._grant(cam, cam.window)
 
     def _grant(self, cam: CameraState, n: int) -> None:
+        cam.owed = 0  # every grant settles what was owed (a refill counts it as lacking)
         try:
             self.hub.send_multipart((cam.identity, msgs.CREDIT, pack(n)))
         except zmq.ZMQError:  # the capture is gone; its restart says HELLO and gets a fresh window
@@ -254,8 +255,12 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
             return
         if cam.interval_s > 0:
             self.credit_due.append((time.monotonic() + cam.interval_s, cam.index))
-        else:
-            self._grant(cam, 1)
+            return
+        # credits go in batches of half the window: one CREDIT message per two frames or more, and
+        # the frames still granted or waiting (at least window - batch + 1) keep every worker fed
+        cam.owed += 1
+        if cam.owed >= max(1, cam.window // 2):
+            self._grant(cam, cam.owed)
 
     def _on_frame(self, index: int, slot: int, seq: int, frame_id: int, captured_at: float) -> None:
         cam = self.cams[index]

@@ -5,9 +5,10 @@ frame coordinates. Passes when score >= min_score (and any pass_fail limits). A 
 ROI searches its bounding box.
 
 `pyramid: auto` (default) searches coarse-to-fine when the template is at least 24 px a side and
-the search area leaves room: the whole ROI at half resolution (1/16 of the work), then full
-resolution within +-3 px of the coarse peak. The score and position are those of the full
-resolution correlation at the refined peak. `pyramid: off` searches every position at full
+the search area leaves room: the whole ROI at half resolution (1/16 of the work, OpenCV), then full
+resolution within +-3 px of the coarse peak (7x7 positions, exact integer sums in numba: ~4x
+cheaper there than OpenCV's DFT set-up). The score and position are those of the full resolution
+correlation at the refined peak. `pyramid: off` searches every position at full
 resolution (exhaustive: the global maximum even for templates whose half-resolution image is
 ambiguous, e.g. fine periodic textures)."""
 
@@ -21,6 +22,7 @@ import numpy as np
 from lens.config.tools import PatternTool
 from lens.inspect.template import load_template
 from lens.inspect.tools.base import Canvas, Measurement, Tool, ToolError
+from native_tools import ncc_peak
 
 
 class PatternMatching(Tool):
@@ -62,7 +64,7 @@ class PatternMatching(Tool):
             r = self.REFINE
             x0, y0 = min(max(2 * cx - r, 0), sw - tw), min(max(2 * cy - r, 0), sh - th)
             x1, y1 = min(2 * cx + r, sw - tw), min(2 * cy + r, sh - th)
-            score, lx, ly = self._match(search[y0 : y1 + th, x0 : x1 + tw], self.template)
+            score, lx, ly = ncc_peak(search[y0 : y1 + th, x0 : x1 + tw], self.template)
             lx, ly = lx + x0, ly + y0
         else:
             score, lx, ly = self._match(search, self.template)
