@@ -1221,3 +1221,25 @@ def test_pattern_pyramid_finds_the_exhaustive_peak_on_photographs(tmp_path: Path
             tools, _ = chain(tool).run(read_only(frame))
             m = tools["pm"]["measures"]
             assert (m["x"], m["y"]) == at and m["score"] >= 0.999, (name, at, pyramid, m)
+
+
+def test_pattern_large_templates_start_at_quarter_resolution(tmp_path: Path) -> None:
+    """A template of 64 px or more a side is searched from quarter resolution, refined at half and
+    full: a noisy copy is still found where the exhaustive search finds it, with the same score.
+    With too little room for the quarter level (< 24 px of travel) the search starts at half."""
+    tpl = np.ascontiguousarray(data.camera()[90:162, 180:276])  # 96x72
+    path = write_png(tmp_path / "t.png", tpl)
+    noise = np.random.default_rng(SEED).integers(-30, 31, tpl.shape)
+    for at, roi in (
+        ((57, 41), {"x": 0, "y": 0, "w": 260, "h": 220}),
+        ((20, 30), {"x": 10, "y": 20, "w": 116, "h": 92}),
+    ):
+        frame = texture(220, 260)
+        frame[at[1] : at[1] + 72, at[0] : at[0] + 96] = np.clip(tpl.astype(np.int16) + noise, 0, 255)
+        c = chain(pattern(path, roi=roi))
+        assert [lv.shape for lv in c.tools[0].levels] == [(72, 96), (36, 48), (18, 24)]  # type: ignore[attr-defined]
+        m = c.run(read_only(frame))[0]["pm"]["measures"]
+        search = frame[roi["y"] : roi["y"] + roi["h"], roi["x"] : roi["x"] + roi["w"]]
+        _, best, _, (bx, by) = cv2.minMaxLoc(cv2.matchTemplate(search, tpl, cv2.TM_CCOEFF_NORMED))
+        assert (m["x"], m["y"]) == (roi["x"] + bx, roi["y"] + by) == at
+        assert m["score"] == pytest.approx(best, abs=2e-5) and 0.8 < m["score"] < 0.99

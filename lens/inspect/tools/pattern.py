@@ -4,13 +4,15 @@ search ROI tight. value = best score; x, y = top-left of the best match and cx, 
 frame coordinates. Passes when score >= min_score (and any pass_fail limits). A circle or ellipse
 ROI searches its bounding box.
 
-`pyramid: auto` (default) searches coarse-to-fine when the template is at least 24 px a side and
-the search area leaves room: the whole ROI at half resolution (1/16 of the work, OpenCV), then full
-resolution within +-3 px of the coarse peak (7x7 positions, exact integer sums in numba: ~4x
-cheaper there than OpenCV's DFT set-up). The score and position are those of the full resolution
-correlation at the refined peak. `pyramid: off` searches every position at full
-resolution (exhaustive: the global maximum even for templates whose half-resolution image is
-ambiguous, e.g. fine periodic textures)."""
+`pyramid: auto` (default) searches coarse-to-fine when the template is at least 24 px a side and the
+search area leaves room: the whole ROI at half resolution (1/16 of the work, OpenCV), then full
+resolution within +-3 px of the coarse peak (7x7 positions, exact integer sums in numba: ~4x cheaper
+there than OpenCV's DFT set-up). Templates of 64 px a side or more (16 px or more at a quarter)
+start at quarter resolution (1/256 of the work) and are refined at half resolution (+-3 px), then at
+full resolution (+-2 px around the refined peak). The score and position are those of the full
+resolution correlation at the refined peak. `pyramid: off` searches every position at full
+resolution (exhaustive: the global maximum even for templates whose reduced images are ambiguous,
+e.g. fine periodic textures)."""
 
 from __future__ import annotations
 
@@ -28,15 +30,20 @@ from native_tools import ncc_peak
 class PatternMatching(Tool):
     cfg: PatternTool
 
-    REFINE = 3  # px around the coarse peak searched at full resolution
+    REFINE = 3  # px around the peak of the level below searched at the next resolution
     MIN_SIDE = 24  # px: smaller templates are searched exhaustively
+    QUARTER_SIDE = 64  # px: larger templates start at quarter resolution (still >= 16 px there)
 
     def __init__(self, cfg: PatternTool) -> None:
         super().__init__(cfg)
         self.template = load_template(cfg.params.template, cfg.params.region)
-        th, tw = self.template.shape
-        self.coarse = cfg.params.pyramid == "auto" and min(th, tw) >= self.MIN_SIDE
-        self.half = cv2.pyrDown(self.template) if self.coarse else None
+        side = min(self.template.shape)
+        # the template at full, half and quarter resolution, as far as the pyramid goes
+        self.levels: list[np.ndarray] = [self.template]
+        if cfg.params.pyramid == "auto":
+            for least in (self.MIN_SIDE, self.QUARTER_SIDE):
+                if side >= least:
+                    self.levels.append(cv2.pyrDown(self.levels[-1]))
         self._results: dict[tuple[int, int], np.ndarray] = {}
 
     def _match(self, search: np.ndarray, template: np.ndarray) -> tuple[float, int, int]:
@@ -58,14 +65,22 @@ class PatternMatching(Tool):
         if th > sh or tw > sw:
             raise ToolError(f"tool '{self.name}': the {tw}x{th} template is larger than the {sw}x{sh} "
                             "search region")  # fmt: skip
-        if self.coarse and sh - th >= 4 * self.REFINE and sw - tw >= 4 * self.REFINE:
-            assert self.half is not None
-            _, cx, cy = self._match(cv2.pyrDown(search), self.half)
-            r = self.REFINE
-            x0, y0 = min(max(2 * cx - r, 0), sw - tw), min(max(2 * cy - r, 0), sh - th)
-            x1, y1 = min(2 * cx + r, sw - tw), min(2 * cy + r, sh - th)
-            score, lx, ly = ncc_peak(search[y0 : y1 + th, x0 : x1 + tw], self.template)
-            lx, ly = lx + x0, ly + y0
+        top = len(self.levels) - 1
+        while top and min(sh - th, sw - tw) < (4 * self.REFINE) << (top - 1):  # too little room to travel
+            top -= 1
+        if top:
+            searches = [search]
+            for _ in range(top):
+                searches.append(cv2.pyrDown(searches[-1]))
+            _, lx, ly = self._match(searches[top], self.levels[top])
+            for level in range(top - 1, -1, -1):
+                r = self.REFINE if level == top - 1 else self.REFINE - 1  # a refined peak is closer
+                (sh, sw), (th, tw) = searches[level].shape, self.levels[level].shape
+                x0, y0 = min(max(2 * lx - r, 0), sw - tw), min(max(2 * ly - r, 0), sh - th)
+                x1, y1 = min(2 * lx + r, sw - tw), min(2 * ly + r, sh - th)
+                window = searches[level][y0 : y1 + th, x0 : x1 + tw]
+                score, lx, ly = ncc_peak(window, self.levels[level])
+                lx, ly = lx + x0, ly + y0
         else:
             score, lx, ly = self._match(search, self.template)
         if not math.isfinite(score):  # a flat search region has no correlation
