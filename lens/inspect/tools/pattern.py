@@ -1,8 +1,8 @@
-"""`pattern_matching`: normalised cross-correlation (TM_CCOEFF_NORMED) of a template over the ROI.
-OpenCV's matchTemplate (FFT/SIMD) is ~10x faster than a numba NCC, so it stays on OpenCV; keep the
-search ROI tight. value = best score; x, y = top-left of the best match and cx, cy its centre, in
-frame coordinates. Passes when score >= min_score (and any pass_fail limits). A circle or ellipse
-ROI searches its bounding box.
+"""`pattern_matching`: normalised cross-correlation (TM_CCOEFF_NORMED) of a template over the ROI. Wide
+searches run on OpenCV's matchTemplate (DFT: ~9x faster than a direct NCC over a whole ROI), the few
+positions of each refinement on numba's exact `ncc_peak`; keep the search ROI tight. value = best
+score; x, y = top-left of the best match and cx, cy its centre, in frame coordinates. Passes when
+score >= min_score (and any pass_fail limits). A circle or ellipse ROI searches its bounding box.
 
 `pyramid: auto` (default) searches coarse-to-fine when the template is at least 24 px a side and the
 search area leaves room: the whole ROI at half resolution (1/16 of the work, OpenCV), then full
