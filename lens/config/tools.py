@@ -293,7 +293,8 @@ class PatternParams(Section):
     pyramid: Annotated[
         Literal["auto", "off"],
         Field(
-            description="auto: coarse-to-fine search (half resolution, then refined at full); off: exhaustive"
+            description="auto: coarse-to-fine search (half or quarter resolution, refined up to full); "
+            "off: exhaustive"
         ),
     ] = "auto"
 
