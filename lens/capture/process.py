@@ -18,13 +18,12 @@ import logging
 import time
 from typing import Any
 
-import zmq
-
 from lens.capture.sources import Source, SourceError, make_source, target_size
 from lens.capture.sources.stream import LiveSource
 from lens.capture.sources.urls import mask_url
 from lens.engine import msgs
 from lens.engine.bus import pack, unpack
+from lens.engine.lane import LaneClient
 from lens.engine.process import LensProcess, RunContext
 from lens.engine.ring import Ring, RingGeometry
 from lens.engine.stats import CAM, HEALTH, Stats
@@ -45,11 +44,8 @@ class CaptureProcess(LensProcess):
 
     def setup(self) -> None:
         self.cam = self.ctx.config.cameras[self.index]
-        self.zctx = zmq.Context()
-        self.sock = self.zctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.IDENTITY, msgs.capture_identity(self.index))
-        self.sock.connect(self.ctx.hub_endpoint)
+        ident = msgs.capture_identity(self.index)
+        self.lane = LaneClient(self.ctx.lane_path, ident, self.stop_event, self._hello)
         self.stats = Stats.attach(self.ctx.stats_name, self.ctx.cameras)
         self.row = self.stats.camera(self.index)
         self.ring: Ring | None = None
@@ -64,11 +60,19 @@ class CaptureProcess(LensProcess):
         self.backoff_max = float(getattr(self.cam.source, "retry_max_s", BACKOFF_MAX_S))
         self.retry_at = 0.0
         self.superseded_closed = 0  # superseded frames of live sources already closed
+        self.lane.connect()
 
     # -- health ---------------------------------------------------------------------------------------
 
     def _event(self, kind: str, **fields: object) -> None:
-        self.send(self.sock, (msgs.EVENT, kind.encode(), pack({"camera": self.cam.id, **fields})))
+        self.lane.send((msgs.EVENT, kind.encode(), pack({"camera": self.cam.id, **fields})))
+
+    def _hello(self) -> None:
+        """Tell the dispatcher which ring this camera writes (on open, and on every connect: a
+        restarted dispatcher learns it again and grants a fresh window)."""
+        if self.ring is not None and self.source is not None:
+            self.credits = 0
+            self.lane.send((msgs.HELLO, pack([self.index, self.ring.name, self.paced])))
 
     def _set_health(self, state: str, **fields: Any) -> None:
         """Set the health gauge; announce the state (with `fields`) when it changes."""
@@ -138,7 +142,7 @@ class CaptureProcess(LensProcess):
         if self.lost:
             self.row[CAM["reconnects"]] += 1
             self.lost = False
-        self.send(self.sock, (msgs.HELLO, pack([self.index, self.ring.name, self.paced])))
+        self._hello()
         log.info(
             "%s: %s -> ring %s (%dx%d %s, %d slots)",
             self.cam.id,
@@ -172,12 +176,8 @@ class CaptureProcess(LensProcess):
     # -- the loop -------------------------------------------------------------------------------------
 
     def _recv_credits(self, timeout_ms: int) -> None:
-        if self.sock.poll(timeout_ms):
-            while True:
-                try:
-                    frames = self.sock.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    return
+        if self.lane.poll(timeout_ms):
+            for frames in self.lane.messages():
                 if frames[0] == msgs.CREDIT:
                     self.credits += int(unpack(frames[1]))
 
@@ -240,7 +240,7 @@ class CaptureProcess(LensProcess):
             log.info("%s: end of stream", self.cam.id)
             self.row[CAM["health"]] = HEALTH.index("ended")  # the dispatcher announces it
             self.health = "ended"
-            self.send(self.sock, (msgs.EOS, pack(self.index)))
+            self.lane.send((msgs.EOS, pack(self.index)))
             self.stop_event.wait()  # stay up (idle) until the run stops
             return False
         captured_at = time.time()
@@ -252,7 +252,7 @@ class CaptureProcess(LensProcess):
             self.row[_SUPERSEDED] = self.superseded
         self.row[CAM["captured"]] += 1
         self.credits -= 1
-        self.send(self.sock, (msgs.FRAME, pack([self.index, slot, seq, frame_id, captured_at])))
+        self.lane.send((msgs.FRAME, pack([self.index, slot, seq, frame_id, captured_at])))
         return True
 
     def teardown(self) -> None:  # safe after a partial setup
@@ -260,10 +260,8 @@ class CaptureProcess(LensProcess):
             self._close_source()
         if getattr(self, "superseded_closed", 0):  # every source is closed by now
             log.info("%s: %d frames superseded by newer ones before capture", self.cam.id, self.superseded)
-        if hasattr(self, "sock"):
-            self.sock.close(linger=0)
-        if hasattr(self, "zctx"):
-            self.zctx.term()
+        if hasattr(self, "lane"):
+            self.lane.close()
         if getattr(self, "ring", None) is not None:
             self.ring.close()
         if hasattr(self, "stats"):

@@ -1,23 +1,26 @@
-"""Internal messages on the hub socket (the dispatcher's ROUTER; captures and workers are DEALERs).
+"""Internal messages between the dispatcher and the other processes of a run.
 
-Every message is multipart: a type frame, then msgpack frames. These never leave the machine;
-the public contract is the results bus (lens.engine.bus).
+Captures and workers talk to the dispatcher over its lane (lens.engine.lane: one Unix socket each,
+the data plane); clients, the supervisor, the outputs process, the control service and serial
+triggers over the hub (its ZeroMQ ROUTER; they are DEALERs). Every message is multipart: a type
+frame, then msgpack frames. These never leave the machine; the public contract is the results bus
+(lens.engine.bus).
 
-    capture -> hub   HELLO  [camera_index, ring_name, paced]
+    capture -> lane  HELLO  [camera_index, ring_name, paced]
                      FRAME  [camera_index, slot, seq, frame_id, captured_at]
                      EOS    camera_index                       (a finite source has ended)
                      EVENT  kind, {fields}                      (published as event.<kind>)
-    hub -> capture   CREDIT n                                   (paced sources: produce n more)
-    worker -> hub    READY                                      (on start: idle, holds no job)
+    lane -> capture  CREDIT n                                   (paced sources: produce n more)
+    worker -> lane   READY                                      (on start: idle, holds no job)
                      RESULT [result_id, camera_index, outcome, version, [tool elapsed_us...]],
                             envelope (msgpack, forwarded as is)
-    hub -> worker    JOB    Job.to_wire()
+    lane -> worker   JOB    Job.to_wire()
                      CONFIG [version, inspection config as JSON]  (hot reload; before any later JOB)
     client -> hub    RELOAD inspection config as JSON           (validated by the client first)
                      TRIGGER {camera (id or index), id?, at?, source?}  (an event trigger fires)
                      CONTROL {state?: stopped|running|maintenance, mode?: RUN|TEST}  (empty: ask)
     hub -> client    ACK    {version} | {result_id, trigger_id} | {state, mode, rings}  |  NACK {error, code?}
-    worker -> hub    RESULT ... may carry a third frame: the result's image envelope (msgpack),
+    worker -> lane   RESULT ... may carry a third frame: the result's image envelope (msgpack),
                      published as image.<camera> just before the result
 """
 

@@ -40,6 +40,11 @@ class RunContext:
         return f"ipc://{Path(self.run_dir) / 'hub'}"
 
     @property
+    def lane_path(self) -> str:
+        """The dispatcher's data plane with captures and workers (lens.engine.lane)."""
+        return str(Path(self.run_dir) / "lane")
+
+    @property
     def internal_endpoint(self) -> str:
         """The internal copy of the results bus (lens.engine.bus.InternalBus)."""
         return f"ipc://{Path(self.run_dir) / 'bus'}"

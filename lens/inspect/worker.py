@@ -14,7 +14,6 @@ import time
 
 import cv2
 import numpy as np
-import zmq
 
 from lens.config.models import InspectionConfig, PipelineConfig
 from lens.engine import msgs
@@ -29,6 +28,7 @@ from lens.engine.envelope import (
     error_envelope,
     image_envelope,
 )
+from lens.engine.lane import LaneClient
 from lens.engine.process import LensProcess, RunContext
 from lens.engine.ring import Ring
 from lens.inspect.runner import ToolChain, inspect_frame
@@ -146,41 +146,43 @@ class WorkerProcess(LensProcess):
         quality = {c.id: c.capture.jpeg_quality for c in cfg.cameras}
         chain = ToolChain(cfg.inspection, version=1)
         self.inspector = Inspector(cfg.machine.id, chain, image_policy(cfg), quality)
-        self.zctx = zmq.Context()
-        self.sock = self.zctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.IDENTITY, msgs.worker_identity(self.index))
-        self.sock.connect(self.ctx.hub_endpoint)
-        self.send(self.sock, (msgs.READY,))
+        # READY on every connect: a restarted dispatcher learns of this worker (and it holds no job)
+        ident = msgs.worker_identity(self.index)
+        self.lane = LaneClient(self.ctx.lane_path, ident, self.stop_event, self._ready)
+        self.lane.connect()
+
+    def _ready(self) -> None:
+        self.lane.send((msgs.READY,))
 
     def loop(self) -> None:
-        sock = self.sock
+        lane = self.lane
         while not self.stopping:
-            if not sock.poll(100):
+            if not lane.poll(100):
                 continue
-            frames = sock.recv_multipart()
-            if frames[0] == msgs.CONFIG:
-                version, text = unpack(frames[1])
-                try:
-                    self.inspector.load(version, text)
-                    log.info("inspection config version %d loaded", version)
-                except Exception:  # validated by the sender: a failure here is logged, jobs say why
-                    log.exception("inspection config version %d could not be built", version)
-                continue
-            if frames[0] != msgs.JOB:
-                log.error("unexpected message %r", frames[0])
-                continue
-            job = Job.from_wire(unpack(frames[1]))
-            outcome, payload = self.inspector.inspect(job)
-            timings = self.inspector.last_timings if outcome in (msgs.PASSED, msgs.FAILED) else []
-            meta = pack([job.result_id, job.camera_index, outcome, job.inspection_version, timings])
-            image = self.inspector.last_image
-            parts = (msgs.RESULT, meta, payload) if image is None else (msgs.RESULT, meta, payload, image)
-            self.send(sock, parts)
+            for frames in lane.messages():
+                self._handle(frames)
+
+    def _handle(self, frames: list[bytes]) -> None:
+        if frames[0] == msgs.CONFIG:
+            version, text = unpack(frames[1])
+            try:
+                self.inspector.load(version, text)
+                log.info("inspection config version %d loaded", version)
+            except Exception:  # validated by the sender: a failure here is logged, jobs say why
+                log.exception("inspection config version %d could not be built", version)
+            return
+        if frames[0] != msgs.JOB:
+            log.error("unexpected message %r", frames[0])
+            return
+        job = Job.from_wire(unpack(frames[1]))
+        outcome, payload = self.inspector.inspect(job)
+        timings = self.inspector.last_timings if outcome in (msgs.PASSED, msgs.FAILED) else []
+        meta = pack([job.result_id, job.camera_index, outcome, job.inspection_version, timings])
+        image = self.inspector.last_image
+        self.lane.send((msgs.RESULT, meta, payload) if image is None else (msgs.RESULT, meta, payload, image))
 
     def teardown(self) -> None:
         if hasattr(self, "inspector"):
             self.inspector.close()
-        if hasattr(self, "sock"):
-            self.sock.close(linger=0)
-            self.zctx.term()
+        if hasattr(self, "lane"):
+            self.lane.close()

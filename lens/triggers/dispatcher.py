@@ -28,6 +28,7 @@ from lens.config.models import CameraConfig
 from lens.engine import msgs
 from lens.engine.bus import InternalBus, Publisher, event_topic, image_topic, pack, result_topic, unpack
 from lens.engine.envelope import LENS_WORKER_CRASHED, Job, error_envelope, event_envelope
+from lens.engine.lane import LaneGone, LaneServer
 from lens.engine.process import LensProcess, RunContext, SetupError
 from lens.engine.ring import Ring
 from lens.engine.stats import CAM, RUN, Stats, ToolStats
@@ -64,6 +65,7 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
         self.hub.setsockopt(zmq.RCVHWM, 0)
         self.hub.setsockopt(zmq.SNDHWM, 0)
         self.hub.bind(self.ctx.hub_endpoint)
+        self.lane = LaneServer(self.ctx.lane_path)  # frames, credits, jobs, results
         try:
             self.pub = Publisher(self.zctx, cfg.outputs.zmq.bind, cfg.outputs.zmq.hwm)
         except zmq.ZMQError as e:
@@ -142,10 +144,18 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
         poller.register(self.pub.sock, zmq.POLLIN)
         poller.register(self.hub, zmq.POLLIN)
         poller.register(self.command, zmq.POLLIN)
+        lane = self.lane
+        registered: dict[int, int] = {}
         while not self.stopping:
+            if lane.changed:
+                registered = self._sync_lane(poller, registered)
             events = dict(poller.poll(self._poll_timeout_ms()))
             if self.pub.sock in events:
                 self.pub.drain_subscriptions()
+            for fd, ev in events.items():
+                if isinstance(fd, int) and fd in registered:
+                    for ident, parts in lane.handle(fd, bool(ev & zmq.POLLIN), bool(ev & zmq.POLLOUT)):
+                        self._handle([ident, *parts], self.hub)
             for sock in (self.hub, self.command):
                 if sock not in events:
                     continue
@@ -161,6 +171,16 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
             self._dispatch()
             self.run_row[RUN["bus_sent"]] = self.pub.sent
             self.run_row[RUN["bus_dropped"]] = self.pub.dropped
+
+    def _sync_lane(self, poller: zmq.Poller, registered: dict[int, int]) -> dict[int, int]:
+        """Poll the lane's sockets as they are now (clients come and go, POLLOUT while output waits)."""
+        want = self.lane.fds()
+        for fd in registered.keys() - want.keys():
+            poller.unregister(fd)
+        for fd, flags in want.items():
+            if registered.get(fd) != flags:
+                poller.register(fd, flags)
+        return want
 
     def _poll_timeout_ms(self) -> int:
         """Sleep until the next timed duty: a credit due, a cron tick, a trigger deadline (at most 100 ms)."""
@@ -196,7 +216,7 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
         elif kind == msgs.CONTROL:
             self._on_control(ident, unpack(frames[2]) if len(frames) > 2 else {}, sock)
         elif kind == msgs.EVENT:
-            event_kind, fields = bytes(frames[2]).decode(), unpack(frames[3].bytes)
+            event_kind, fields = bytes(frames[2]).decode(), unpack(bytes(frames[3]))
             if event_kind == "process" and fields.get("state") == "exited":
                 self._on_process_exit(str(fields.get("name", "")))
             self._publish_event(event_kind, fields)
@@ -231,8 +251,8 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
     def _grant(self, cam: CameraState, n: int) -> None:
         cam.owed = 0  # every grant settles what was owed (a refill counts it as lacking)
         try:
-            self.hub.send_multipart((cam.identity, msgs.CREDIT, pack(n)))
-        except zmq.ZMQError:  # the capture is gone; its restart says HELLO and gets a fresh window
+            self.lane.send(cam.identity, (msgs.CREDIT, pack(n)))
+        except LaneGone:  # the capture is gone; its restart says HELLO and gets a fresh window
             log.info("camera %s: capture not connected (stopping or restarting)", cam.config.id)
             return
         cam.granted += n
@@ -356,16 +376,31 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
                 image=self._wants_image(cam),
             )
             cam.last_accept = frame.captured_at
-            worker = self.idle.popleft()
+            worker = self._take_worker()
             try:
-                self.hub.send_multipart((worker, msgs.JOB, pack(job.to_wire())))
-            except zmq.ZMQError:  # the worker is gone (EHOSTUNREACH): it will say READY when back
+                self.lane.send(worker, (msgs.JOB, pack(job.to_wire())))
+            except LaneGone:  # the worker is gone: it will say READY when back
                 cam.ring.unpin(frame.slot)
                 cam.pending.appendleft(frame)
                 self.run_row[RUN["results"]] -= 1
                 continue
             self.busy.setdefault(worker, deque()).append(job)
             self._credit_back(cam)
+
+    def _take_worker(self) -> bytes:
+        """The worker for the next job (self.idle is not empty): one with no job in flight before one
+        that has a job (a second job waits behind the first), and among equals the one that freed a
+        slot last. Its caches are warm: at a low rate one worker takes every frame, instead of the
+        workers taking turns and each one starting cold (measured at 100 Hz: the tools ran ~2x
+        slower in turns than on one process kept busy)."""
+        best_pos, best_load = -1, 1 << 30
+        for pos in range(len(self.idle) - 1, -1, -1):  # the slot freed last first
+            load = len(self.busy.get(self.idle[pos], ()))
+            if load < best_load:
+                best_pos, best_load = pos, load
+        worker = self.idle[best_pos]
+        del self.idle[best_pos]
+        return worker
 
     def _on_process_exit(self, name: str) -> None:
         """The supervisor saw a worker die: answer its job now and stop sending it work."""
@@ -389,7 +424,10 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
         self._answer_lost_jobs(ident)  # restarted before the supervisor's notice reached us
         self.known_workers.add(ident)
         if self.version != 1:  # a (re)started worker learns the config in force before any job
-            self.hub.send_multipart((ident, msgs.CONFIG, pack([self.version, self.inspection_json])))
+            try:
+                self.lane.send(ident, (msgs.CONFIG, pack([self.version, self.inspection_json])))
+            except LaneGone:  # gone again: it says READY when back
+                return
         self.idle = deque(w for w in self.idle if w != ident)
         self.idle.extend([ident] * JOBS_PER_WORKER)
 
@@ -450,6 +488,8 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
     def teardown(self) -> None:
         for ring in getattr(self, "rings", {}).values():
             ring.close()
+        if hasattr(self, "lane"):
+            self.lane.close()
         if hasattr(self, "pub"):
             self.pub.close()
         if hasattr(self, "internal"):

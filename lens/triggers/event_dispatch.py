@@ -14,6 +14,7 @@ import zmq
 from lens.engine import msgs
 from lens.engine.bus import pack
 from lens.engine.envelope import IMAGE_ALL, LENS_OVERRUN, Job, error_envelope
+from lens.engine.lane import LaneGone, LaneServer
 from lens.engine.stats import CAM, RUN
 from lens.triggers.camera import CameraState
 from lens.triggers.events import Failure, Fired
@@ -27,6 +28,7 @@ class EventDispatch:
     idle: deque[bytes]
     busy: dict[bytes, deque[Job]]
     hub: zmq.Socket
+    lane: LaneServer
     run_row: Any
     version: int
     machine_id: str
@@ -34,6 +36,7 @@ class EventDispatch:
     running: bool
 
     def _grant(self, cam: CameraState, n: int) -> None: ...
+    def _take_worker(self) -> bytes: ...
     def _count(self, cam: CameraState, outcome: int) -> None: ...
     def _publish_result(self, cam: CameraState, job: Job, outcome: int, payload: Any) -> None: ...
     # (implemented by RunState, which comes before this mixin in the Dispatcher's bases)
@@ -59,10 +62,10 @@ class EventDispatch:
                 job = Job(fired.result_id, cam.index, cam.config.id, cam.ring.name, frame.slot, frame.seq,
                           frame.frame_id, frame.captured_at, fired.source, fired.at, self.version,
                           fired.trigger_id, self.mode, image)  # fmt: skip
-                worker = self.idle.popleft()
+                worker = self._take_worker()
                 try:
-                    self.hub.send_multipart((worker, msgs.JOB, pack(job.to_wire())))
-                except zmq.ZMQError:  # the worker is gone: keep the frame for the next one
+                    self.lane.send(worker, (msgs.JOB, pack(job.to_wire())))
+                except LaneGone:  # the worker is gone: keep the frame for the next one
                     cam.events.ready.appendleft(item)
                     continue
                 self.busy.setdefault(worker, deque()).append(job)

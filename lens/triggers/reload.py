@@ -14,6 +14,7 @@ from lens.config.load import issues_from
 from lens.config.models import InspectionConfig
 from lens.engine import msgs
 from lens.engine.bus import pack, unpack
+from lens.engine.lane import LaneGone, LaneServer
 from lens.engine.process import RunContext
 from lens.engine.stats import RUN, ToolStats
 
@@ -24,6 +25,7 @@ class InspectionReload:
     # state and helpers of the Dispatcher this is mixed into
     ctx: RunContext
     hub: zmq.Socket
+    lane: LaneServer
     run_row: Any
     toolstats: ToolStats
     workers: int
@@ -67,8 +69,8 @@ class InspectionReload:
         self.run_row[RUN["inspection_version"]] = self.version
         for worker in self.known_workers:
             try:
-                self.hub.send_multipart((worker, msgs.CONFIG, pack([self.version, self.inspection_json])))
-            except zmq.ZMQError:  # gone: it gets the config with its READY when it is back
+                self.lane.send(worker, (msgs.CONFIG, pack([self.version, self.inspection_json])))
+            except LaneGone:  # gone: it gets the config with its READY when it is back
                 log.info("worker %s not connected; gets version %d with its READY", worker, self.version)
         log.info("inspection config replaced: version %d (%d tools)", self.version, len(cfg.tools))
         self._publish_event("inspection", {"version": self.version, "tools": [t.name for t in cfg.tools]})
