@@ -116,9 +116,9 @@ class _Conn:
 class LaneServer:
     """Listens at `path`; accepts clients; reads and writes without ever blocking.
 
-    Its file descriptors go into the owner's poll loop: `fds()` says which, with the events each
-    wants (POLLOUT only while output is queued for a slow reader); `handle(fd, readable, writable)`
-    returns the messages read, as (identity, parts)."""
+    Its file descriptors go into the owner's poll loop: `fds()` says which (for writing too only
+    while output is queued for a slow reader); `handle(fd, readable, writable)` returns the
+    messages read, as (identity, parts). An error or hang-up counts as readable."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -132,11 +132,12 @@ class LaneServer:
         self.peers: dict[bytes, _Conn] = {}
         self.changed = True  # the set of fds or their events changed since fds() was last asked
 
-    def fds(self) -> dict[int, int]:
+    def fds(self) -> dict[int, bool]:
+        """Every socket to poll for reading, and whether it is also to be polled for writing."""
         self.changed = False
-        want = {self.listener.fileno(): select.POLLIN}
+        want = {self.listener.fileno(): False}
         for fd, conn in self.conns.items():
-            want[fd] = select.POLLIN | (select.POLLOUT if conn.out else 0)
+            want[fd] = bool(conn.out)
         return want
 
     def connected(self, ident: bytes) -> bool:

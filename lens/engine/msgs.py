@@ -11,7 +11,7 @@ frame, then msgpack frames. These never leave the machine; the public contract i
                      EOS    camera_index                       (a finite source has ended)
                      EVENT  kind, {fields}                      (published as event.<kind>)
     lane -> capture  CREDIT n                                   (paced sources: produce n more)
-    worker -> lane   READY                                      (on start: idle, holds no job)
+    worker -> lane   READY                                      (on every connect: idle, no job)
                      RESULT [result_id, camera_index, outcome, version, [tool elapsed_us...]],
                             envelope (msgpack, forwarded as is)
     lane -> worker   JOB    Job.to_wire()

@@ -154,7 +154,8 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
                 self.pub.drain_subscriptions()
             for fd, ev in events.items():
                 if isinstance(fd, int) and fd in registered:
-                    for ident, parts in lane.handle(fd, bool(ev & zmq.POLLIN), bool(ev & zmq.POLLOUT)):
+                    readable, writable = bool(ev & (zmq.POLLIN | zmq.POLLERR)), bool(ev & zmq.POLLOUT)
+                    for ident, parts in lane.handle(fd, readable, writable):
                         self._handle([ident, *parts], self.hub)
             for sock in (self.hub, self.command):
                 if sock not in events:
@@ -174,7 +175,7 @@ class Dispatcher(RunState, EventDispatch, InspectionReload, LensProcess):
 
     def _sync_lane(self, poller: zmq.Poller, registered: dict[int, int]) -> dict[int, int]:
         """Poll the lane's sockets as they are now (clients come and go, POLLOUT while output waits)."""
-        want = self.lane.fds()
+        want = {fd: zmq.POLLIN | (zmq.POLLOUT if out else 0) for fd, out in self.lane.fds().items()}
         for fd in registered.keys() - want.keys():
             poller.unregister(fd)
         for fd, flags in want.items():
