@@ -768,7 +768,14 @@ class LensRun:
         left = sorted(p.name for p in SHM.glob(f"lens_{pid}_*"))
         for name in left:  # its own (its pid): reported, never left on the machine
             (SHM / name).unlink(missing_ok=True)
-        stayed = [p.pid for p in self.tree.left() if p.pid != pid]
+        deadline = time.monotonic() + 3.0  # a helper (e.g. multiprocessing's resource tracker) exits
+        while [p for p in self.tree.left() if p.pid != pid] and time.monotonic() < deadline:  # on EOF
+            time.sleep(0.05)
+        stayed = []
+        for p in self.tree.left():
+            with suppress(psutil.Error):
+                if p.pid != pid:
+                    stayed.append(f"{p.pid} {p.name()}")  # named, so a report says what stayed
         said = "lens: stopped." in self.log_tail(20000)
         return {"exit_code": code, "stop_s": stop_s, "said_stopped": said, "shm_left": left,
                 "procs_left": stayed, "clean": code == 0 and said and not left and not stayed,

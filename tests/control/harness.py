@@ -69,7 +69,9 @@ class Lens:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv(API_KEY_ENV, API_KEY)  # read by the child only: LensRun passes os.environ on
             self.run = LensRun(path, f"tcp://127.0.0.1:{bus}")
-        self.http = httpx.Client(base_url=self.url, timeout=15.0)
+        # idle connections are dropped before uvicorn's keep-alive (5 s) closes them, so a request
+        # never goes out on a connection the server is closing at that moment
+        self.http = httpx.Client(base_url=self.url, timeout=15.0, limits=httpx.Limits(keepalive_expiry=1.0))
 
     # -- HTTP ---------------------------------------------------------------------------------------------
 
