@@ -38,6 +38,7 @@ from tests.control.receiver import LoopbackServer, QuietHandler
 from tests.lensrun import free_port
 
 MACHINE = "vm_042"
+FIRST_FOUR = ["log-0000", "log-0001", "log-0002", "log-0003"]  # ids of make_entry(0) .. make_entry(3)
 
 
 def jpeg_of(h: int = 48, w: int = 64, seed: int = 0) -> bytes:
@@ -548,7 +549,7 @@ def test_sync_uploads_every_log_as_django_reads_it(tmp_path: Path, orchestrator:
         assert answer == {"uploaded": 4, "failed": 0, "remaining": 0, "before": 4}
         assert book.count() == 0 and book.buffer_size == 0 and book.stats()["uploaded"] == 4
         ups = orchestrator.accepted
-        assert [u.meta["id"] for u in ups] == ["log-0000", "log-0001", "log-0002", "log-0003"]
+        assert [u.meta["id"] for u in ups] == FIRST_FOUR
         for n, u in enumerate(ups):
             assert (u.path, u.machine_id, u.content_type) == (
                 "/api/logs/upload",
@@ -612,12 +613,7 @@ def test_sync_with_the_orchestrator_down_loses_nothing(tmp_path: Path, orchestra
         orchestrator.up()
         up = asyncio.run(sync(book, orchestrator.url, MACHINE))
         assert up == {"uploaded": 4, "failed": 0, "remaining": 0, "before": 4}
-        assert [u.meta["id"] for u in orchestrator.accepted] == [
-            "log-0000",
-            "log-0001",
-            "log-0002",
-            "log-0003",
-        ]
+        assert [u.meta["id"] for u in orchestrator.accepted] == FIRST_FOUR
     finally:
         book.close()
 
@@ -676,12 +672,7 @@ def test_concurrent_syncs_upload_each_log_once(tmp_path: Path, orchestrator: Orc
         first, second = asyncio.run(two_at_once())
         assert first == {"uploaded": 4, "failed": 0, "remaining": 0, "before": 4}
         assert second == {"uploaded": 0, "failed": 0, "remaining": 0, "before": 0}
-        assert [u.meta["id"] for u in orchestrator.accepted] == [
-            "log-0000",
-            "log-0001",
-            "log-0002",
-            "log-0003",
-        ]
+        assert [u.meta["id"] for u in orchestrator.accepted] == FIRST_FOUR
     finally:
         book.close()
 
